@@ -1,0 +1,55 @@
+# GPUFlow — one entry point for people and CI.
+#   make devnet   local chain (anvil) with the escrow deployed; Ctrl-C stops it
+#   make test     every test: Solidity (forge) and Rust (cargo), installing pinned tools first
+#   make lint     rustfmt + clippy with warnings as errors
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CONTRACTS := contracts
+FORGE := $(CONTRACTS)/node_modules/.bin/forge
+STAMP := $(CONTRACTS)/node_modules/.stamp
+
+.PHONY: all test devnet tools test-contracts test-rust abi abi-check gas-check coverage lint fmt clean
+
+all: test
+
+# Pinned Foundry binaries, solcjs and OpenZeppelin from the npm lockfile; reinstalled when the
+# lockfile changes, so a fresh clone needs nothing but Node/npm and Rust.
+tools: $(STAMP)
+$(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
+	cd $(CONTRACTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: tools test-contracts abi-check gas-check test-rust
+
+test-contracts: tools
+	cd $(CONTRACTS) && node_modules/.bin/forge test
+
+# The Rust bindings are generated from the committed ABI artifact; it must match the sources.
+abi: tools
+	$(CONTRACTS)/tools/export-abi.sh
+abi-check: tools
+	$(CONTRACTS)/tools/export-abi.sh --check
+
+gas-check: tools
+	cd $(CONTRACTS) && node_modules/.bin/forge snapshot --isolate --match-path test/Gas.t.sol --check
+
+coverage: tools
+	cd $(CONTRACTS) && node_modules/.bin/forge coverage --report summary --no-match-coverage '(test|script)/'
+
+test-rust: tools
+	cargo test --workspace --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+devnet: tools
+	./scripts/devnet.sh
+
+clean:
+	cargo clean
+	rm -rf $(CONTRACTS)/out $(CONTRACTS)/cache $(CONTRACTS)/node_modules .devnet
