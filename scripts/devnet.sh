@@ -8,7 +8,7 @@ port="${GPUFLOW_DEVNET_PORT:-8545}"
 rpc="http://127.0.0.1:$port"
 state_dir="$root/.devnet"
 # anvil's well-known account 0: public test key, never use it on a real chain.
-deployer_key="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcb5d1f3f4f2ff80"
+deployer_key="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 mkdir -p "$state_dir"
 if "$bin/cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1; then
