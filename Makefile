@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 CONTRACTS := contracts
-FORGE := $(CONTRACTS)/node_modules/.bin/forge
+FORGE := $(CONTRACTS)/bin/forge
 STAMP := $(CONTRACTS)/node_modules/.stamp
 
 .PHONY: all test devnet tools test-contracts test-rust abi abi-check gas gas-check coverage lint fmt clean
@@ -18,12 +18,13 @@ all: test
 tools: $(STAMP)
 $(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	cd $(CONTRACTS) && npm ci --no-audit --no-fund --loglevel=error
+	$(CONTRACTS)/tools/link-bins.sh
 	touch $@
 
 test: tools test-contracts abi-check gas-check test-rust
 
 test-contracts: tools
-	cd $(CONTRACTS) && node_modules/.bin/forge test
+	cd $(CONTRACTS) && bin/forge test
 
 # The Rust bindings are generated from the committed ABI artifact; it must match the sources.
 abi: tools
@@ -38,10 +39,10 @@ gas-check: tools
 
 gas: tools
 	cd $(CONTRACTS) && FORGE_SNAPSHOT_EMIT=true \
-		node_modules/.bin/forge snapshot --isolate --match-path test/Gas.t.sol
+		bin/forge snapshot --isolate --match-path test/Gas.t.sol
 
 coverage: tools
-	cd $(CONTRACTS) && node_modules/.bin/forge coverage --report summary --no-match-coverage '(test|script)/'
+	cd $(CONTRACTS) && bin/forge coverage --report summary --no-match-coverage '(test|script)/'
 
 test-rust: tools
 	cargo test --workspace --locked

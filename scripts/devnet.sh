@@ -3,7 +3,7 @@
 # Writes .devnet/devnet.json (what the CLI and nodes read) and keeps running until Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$root/contracts/node_modules/.bin"
+bin="$root/contracts/bin"
 port="${GPUFLOW_DEVNET_PORT:-8545}"
 rpc="http://127.0.0.1:$port"
 state_dir="$root/.devnet"

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-FORGE=node_modules/.bin/forge
+FORGE=bin/forge
 DEST=../protocol/abi
 CONTRACTS=(GpuFlowEscrow MockStablecoin)
 
@@ -23,7 +23,7 @@ case "${1:-}" in
 esac
 
 if [[ ! -x $FORGE ]]; then
-  echo "error: $FORGE not found; run 'npm ci' in contracts/ first" >&2
+  echo "error: $FORGE not found; run 'make tools' first" >&2
   exit 1
 fi
 

@@ -14,7 +14,7 @@ cp snapshots/GasTest.json "$tmp/GasTest.committed.json"
 restore() { cp "$tmp/GasTest.committed.json" snapshots/GasTest.json; rm -rf "$tmp"; }
 trap restore EXIT
 
-if ! FORGE_SNAPSHOT_EMIT=true node_modules/.bin/forge snapshot --isolate \
+if ! FORGE_SNAPSHOT_EMIT=true bin/forge snapshot --isolate \
   --match-path test/Gas.t.sol --snap "$tmp/gas-snapshot" >"$tmp/log" 2>&1; then
   cat "$tmp/log" >&2
   echo "error: gas tests failed (a target in test/Gas.t.sol is exceeded?)" >&2

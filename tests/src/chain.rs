@@ -19,7 +19,7 @@ pub fn anvil_path() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("GPUFLOW_ANVIL") {
         return Ok(PathBuf::from(p));
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contracts/node_modules/.bin/anvil");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contracts/bin/anvil");
     if !p.exists() {
         bail!(
             "anvil not found at {}; run `make tools` (or set GPUFLOW_ANVIL)",
