@@ -9,6 +9,9 @@
 //! - [`offer`]: what hosts advertise, signed by the node key (= libp2p identity) with the host
 //!   wallet bound to the peer id, and the checks every offer passes before it is stored.
 //! - [`book`]: the in-memory offer book with the replace-by-sequence rule and expiry.
+//! - [`query`]: the offer query language of `gpuflow search` (`num_gpus>=2 dph<=0.6 -o dph+`),
+//!   with errors that name what is wrong, and the reference evaluator the indexed search in
+//!   [`book`] is checked against.
 //! - [`money`]: token amounts are integers in base units everywhere; this module is the only
 //!   place that turns them into human text.
 //!
@@ -19,3 +22,5 @@ pub mod book;
 pub mod escrow;
 pub mod money;
 pub mod offer;
+pub mod query;
+pub mod wire;

@@ -4,3 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod escrow;
+mod search;
+mod watcher;

@@ -1,0 +1,218 @@
+//! Where the CLI finds peers to join through. First match wins:
+//! 1. `--bootstrap ADDR` flags;
+//! 2. `GPUFLOW_BOOTSTRAP` (comma- or space-separated multiaddrs);
+//! 3. `bootstrap = [...]` in the config file (`--config`, default
+//!    `$XDG_CONFIG_HOME/gpuflow/config.toml` or `~/.config/gpuflow/config.toml`);
+//! 4. `"bootstrap": [...]` in `.devnet/devnet.json`, searched upward from the current
+//!    directory (written by `make devnet` once its host node listens).
+
+use std::path::{Path, PathBuf};
+
+use gpuflow_p2p::Multiaddr;
+use serde::Deserialize;
+
+/// Reads one environment variable.
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Where the addresses came from (said in errors and on `-v`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Flag,
+    Env,
+    ConfigFile(PathBuf),
+    Devnet(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Flag => f.write_str("--bootstrap"),
+            Self::Env => f.write_str("GPUFLOW_BOOTSTRAP"),
+            Self::ConfigFile(p) => write!(f, "{}", p.display()),
+            Self::Devnet(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The CLI's config file (only what this milestone reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientConfig {
+    /// Bootstrap multiaddrs.
+    #[serde(default)]
+    pub(crate) bootstrap: Vec<String>,
+}
+
+/// The part of a devnet file the CLI reads.
+#[derive(Debug, Deserialize)]
+struct DevnetFile {
+    #[serde(default)]
+    bootstrap: Vec<String>,
+}
+
+/// Why no usable bootstrap address was found.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BootstrapError {
+    #[error(
+        "no bootstrap peers: pass --bootstrap /ip4/…/tcp/…/p2p/<peer id>, set GPUFLOW_BOOTSTRAP, \
+         add `bootstrap = [\"…\"]` to {config}, or start a devnet with `make devnet`"
+    )]
+    None { config: String },
+    #[error(
+        "`{addr}` from {source_name} is not a multiaddr ({why}); write it as /ip4/1.2.3.4/tcp/4001/p2p/<peer id>"
+    )]
+    BadAddr {
+        addr: String,
+        source_name: String,
+        why: String,
+    },
+    #[error("cannot read {path}: {why}")]
+    File { path: PathBuf, why: String },
+}
+
+/// The default CLI config file location.
+pub(crate) fn default_config_file(env: Env<'_>) -> Option<PathBuf> {
+    if let Some(x) = env("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("gpuflow/config.toml"));
+    }
+    env("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".config/gpuflow/config.toml"))
+}
+
+fn parse(addrs: &[String], source: &Source) -> Result<Vec<Multiaddr>, BootstrapError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().map_err(|e| BootstrapError::BadAddr {
+                addr: a.clone(),
+                source_name: source.to_string(),
+                why: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn read_json_or_toml<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    json: bool,
+) -> Result<T, BootstrapError> {
+    let file_err = |why: String| BootstrapError::File {
+        path: path.to_owned(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    if json {
+        serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))
+    } else {
+        toml::from_str(&text).map_err(|e| file_err(e.to_string()))
+    }
+}
+
+/// `.devnet/devnet.json` in `start` or the nearest ancestor that has one.
+pub(crate) fn find_devnet_file(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(".devnet/devnet.json"))
+        .find(|p| p.is_file())
+}
+
+/// Resolves the bootstrap addresses by the order in the module docs.
+pub(crate) fn resolve(
+    flags: &[String],
+    config: Option<&Path>,
+    env: Env<'_>,
+    cwd: &Path,
+) -> Result<(Vec<Multiaddr>, Source), BootstrapError> {
+    let split = |s: &str| -> Vec<String> {
+        s.split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    if !flags.is_empty() {
+        return Ok((parse(flags, &Source::Flag)?, Source::Flag));
+    }
+    if let Some(v) = env("GPUFLOW_BOOTSTRAP")
+        .map(|v| split(&v))
+        .filter(|v| !v.is_empty())
+    {
+        return Ok((parse(&v, &Source::Env)?, Source::Env));
+    }
+    // An explicitly named config file must exist; the default one may not.
+    let (config_path, required) = match config {
+        Some(p) => (Some(p.to_owned()), true),
+        None => (default_config_file(env), false),
+    };
+    if let Some(path) = &config_path
+        && (required || path.is_file())
+    {
+        let c: ClientConfig = read_json_or_toml(path, false)?;
+        if !c.bootstrap.is_empty() {
+            let source = Source::ConfigFile(path.clone());
+            return Ok((parse(&c.bootstrap, &source)?, source));
+        }
+    }
+    if let Some(path) = find_devnet_file(cwd) {
+        let d: DevnetFile = read_json_or_toml(&path, true)?;
+        if !d.bootstrap.is_empty() {
+            let source = Source::Devnet(path);
+            return Ok((parse(&d.bootstrap, &source)?, source));
+        }
+    }
+    Err(BootstrapError::None {
+        config: config_path.map_or_else(
+            || "~/.config/gpuflow/config.toml".into(),
+            |p| p.display().to_string(),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWKd6HU184f65avu7C5Udo4uTcA9iGAc7FtLrgJXmzNJvm";
+    const B: &str = "/ip4/127.0.0.1/tcp/2";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn flag_beats_env_beats_config_beats_devnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::create_dir_all(dir.path().join(".devnet")).unwrap();
+        std::fs::write(
+            dir.path().join(".devnet/devnet.json"),
+            format!(r#"{{"chainId": 31337, "bootstrap": ["{B}"]}}"#),
+        )
+        .unwrap();
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, format!("bootstrap = [\"{A}\"]\n")).unwrap();
+        let env = |k: &str| (k == "GPUFLOW_BOOTSTRAP").then(|| format!("{B}, {A}"));
+
+        let (addrs, src) = resolve(&[A.into()], Some(&cfg), &env, &nested).unwrap();
+        assert_eq!((addrs.len(), src), (1, Source::Flag));
+        let (addrs, src) = resolve(&[], Some(&cfg), &env, &nested).unwrap();
+        assert_eq!((addrs.len(), src), (2, Source::Env));
+        let (addrs, src) = resolve(&[], Some(&cfg), &no_env, &nested).unwrap();
+        assert_eq!(addrs[0].to_string(), A);
+        assert_eq!(src, Source::ConfigFile(cfg));
+        let (addrs, src) = resolve(&[], None, &no_env, &nested).unwrap();
+        assert_eq!(addrs[0].to_string(), B);
+        assert!(matches!(src, Source::Devnet(_)), "found upward from a/b");
+    }
+
+    #[test]
+    fn nothing_found_and_bad_addresses_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve(&[], None, &no_env, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("--bootstrap"), "{err}");
+        let err = resolve(&["localhost:4001".into()], None, &no_env, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("localhost:4001"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! One file per subcommand; each has an `Args` struct with `run(self)`.
+
+pub(crate) mod offer;
+pub(crate) mod search;

@@ -1,0 +1,290 @@
+//! Host transactions: `start`, `withdrawMany`, `close`.
+//!
+//! Every transaction is simulated with `eth_call` from the host's address first. A call that
+//! would revert is never sent: the decoded custom error comes back as
+//! [`TxError::WouldRevert`], and sending it again cannot help until the lease changes (Akash
+//! providers paid gas for the same failing withdraw over and over; this is the guard against
+//! that). Only [`TxError::Rpc`] is worth retrying, and then through this module again, which
+//! simulates again. Nonces and the fee are filled by the alloy provider's fillers (build it with
+//! [`host_provider`]); the gas limit is the estimate plus headroom, because what `close` and
+//! `withdrawMany` cost depends on the block time they are mined at.
+
+use std::time::Duration;
+
+use alloy::network::ReceiptResponse;
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder};
+use alloy::sol_types::Eip712Domain;
+use alloy::transports::http::reqwest::Url;
+use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
+use gpuflow_protocol::escrow::{Quote, domain, lease_id};
+
+use crate::wallet::HostWallet;
+
+/// Gas added to every estimate on top of 25 %: one more ERC-20 transfer (a payout that was zero
+/// at estimation time) costs about this much.
+const GAS_HEADROOM: u64 = 30_000;
+
+/// A provider that signs with the host wallet and fills nonce, gas and chain id.
+pub fn host_provider(rpc: Url, wallet: &HostWallet) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(wallet.signer().clone())
+        .connect_http(rpc)
+        .erased()
+}
+
+/// Why a call reverts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    /// One of the escrow's custom errors.
+    Escrow(GpuFlowEscrowErrors),
+    /// Revert data the escrow's ABI does not describe (empty for a bare revert).
+    Other(Bytes),
+}
+
+impl std::fmt::Display for Revert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Revert::Escrow(e) => write!(f, "{e:?}"),
+            Revert::Other(data) if data.is_empty() => f.write_str("revert without data"),
+            Revert::Other(data) => write!(f, "unknown revert data {data}"),
+        }
+    }
+}
+
+/// A transaction that was mined successfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Block it was mined in.
+    pub block_number: Option<u64>,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// What `withdraw_many` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawOutcome {
+    /// The transaction, or `None` when nothing had accrued (nothing was sent).
+    pub mined: Option<Mined>,
+    /// Leases left out of the batch because they would make it revert, with the reason. The
+    /// engine should stop asking to withdraw from them.
+    pub dropped: Vec<(B256, Revert)>,
+}
+
+/// Why a host transaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    /// The simulation reverted, so nothing was sent (no gas spent).
+    #[error(
+        "{call} would revert with {revert}; not sent (it cannot succeed until the lease changes)"
+    )]
+    WouldRevert {
+        /// `start`, `withdrawMany` or `close`.
+        call: &'static str,
+        /// The decoded reason.
+        revert: Revert,
+    },
+    /// The simulation passed but the mined transaction reverted: the state changed in between
+    /// (e.g. the renter closed). Not retried.
+    #[error(
+        "{call} transaction {tx_hash} reverted on chain (the lease changed after the simulation); not retried"
+    )]
+    Reverted {
+        /// The call.
+        call: &'static str,
+        /// The transaction.
+        tx_hash: B256,
+    },
+    /// The RPC failed before the transaction was accepted. Safe to retry (it simulates again).
+    #[error("{call}: RPC error: {source}; is the chain node reachable?")]
+    Rpc {
+        /// The call.
+        call: &'static str,
+        /// The cause.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// Sent, but no receipt came in time. The nonce is used: check the chain (the watcher will
+    /// see the event if it was mined) before sending anything for this lease again.
+    #[error(
+        "{call} transaction {tx_hash} sent but not confirmed: {source}; wait for the chain watcher before retrying"
+    )]
+    Unconfirmed {
+        /// The call.
+        call: &'static str,
+        /// The transaction.
+        tx_hash: B256,
+        /// The cause.
+        #[source]
+        source: PendingTransactionError,
+    },
+}
+
+impl TxError {
+    /// Whether sending again (after a fresh simulation) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TxError::Rpc { .. })
+    }
+
+    /// The decoded escrow error, when the call would revert with one.
+    pub fn escrow_error(&self) -> Option<&GpuFlowEscrowErrors> {
+        match self {
+            TxError::WouldRevert {
+                revert: Revert::Escrow(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a failed call: revert data means the call reverts; anything else is the RPC.
+fn classify(call: &'static str, e: alloy::contract::Error) -> TxError {
+    if let Some(decoded) = e.as_decoded_interface_error::<GpuFlowEscrowErrors>() {
+        return TxError::WouldRevert {
+            call,
+            revert: Revert::Escrow(decoded),
+        };
+    }
+    match e.as_revert_data() {
+        Some(data) => TxError::WouldRevert {
+            call,
+            revert: Revert::Other(data),
+        },
+        None => TxError::Rpc { call, source: e },
+    }
+}
+
+/// Sends the host's escrow transactions. See the module docs.
+#[derive(Debug, Clone)]
+pub struct HostTx<P> {
+    escrow: GpuFlowEscrowInstance<P>,
+    host: Address,
+    domain: Eip712Domain,
+    receipt_timeout: Duration,
+}
+
+impl<P: Provider> HostTx<P> {
+    /// Transactions from `host` (the wallet in `provider`) to `escrow` on `chain_id`.
+    pub fn new(provider: P, escrow: Address, host: Address, chain_id: u64) -> Self {
+        Self {
+            escrow: GpuFlowEscrow::new(escrow, provider),
+            host,
+            domain: domain(chain_id, escrow),
+            receipt_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// How long to wait for a receipt (default 120 s).
+    pub fn with_receipt_timeout(mut self, timeout: Duration) -> Self {
+        self.receipt_timeout = timeout;
+        self
+    }
+
+    /// Starts a pending lease (billing begins).
+    pub async fn start(&self, quote: &Quote) -> Result<Mined, TxError> {
+        let call = self.escrow.start(quote.clone()).from(self.host);
+        self.simulate_and_send("start", call).await
+    }
+
+    /// Closes a lease (the host is paid what accrued, the renter gets the rest).
+    pub async fn close(&self, quote: &Quote) -> Result<Mined, TxError> {
+        let call = self.escrow.close(quote.clone()).from(self.host);
+        self.simulate_and_send("close", call).await
+    }
+
+    /// Withdraws what accrued on `quotes` in one transaction.
+    ///
+    /// Quotes of another host, and leases the escrow does not know, are left out of the batch
+    /// (reported in [`WithdrawOutcome::dropped`]) instead of failing it. When nothing accrued on
+    /// any of them, nothing is sent.
+    pub async fn withdraw_many(&self, quotes: &[Quote]) -> Result<WithdrawOutcome, TxError> {
+        let mut dropped = Vec::new();
+        let mut batch: Vec<Quote> = Vec::with_capacity(quotes.len());
+        for q in quotes {
+            if q.host == self.host {
+                batch.push(q.clone());
+            } else {
+                let revert = Revert::Escrow(GpuFlowEscrowErrors::NotHost(GpuFlowEscrow::NotHost {
+                    caller: self.host,
+                    host: q.host,
+                }));
+                dropped.push((lease_id(q, &self.domain), revert));
+            }
+        }
+        // Each round drops at least one quote, so this ends.
+        while !batch.is_empty() {
+            let call = self.escrow.withdrawMany(batch.clone()).from(self.host);
+            match self.simulate_and_send("withdrawMany", call).await {
+                Ok(mined) => {
+                    return Ok(WithdrawOutcome {
+                        mined: Some(mined),
+                        dropped,
+                    });
+                }
+                Err(e) => match e.escrow_error() {
+                    Some(GpuFlowEscrowErrors::NothingToWithdraw(_)) => break,
+                    Some(GpuFlowEscrowErrors::LeaseNotFound(GpuFlowEscrow::LeaseNotFound {
+                        leaseId,
+                    })) => {
+                        let bad = *leaseId;
+                        let revert = Revert::Escrow(GpuFlowEscrowErrors::LeaseNotFound(
+                            GpuFlowEscrow::LeaseNotFound { leaseId: bad },
+                        ));
+                        batch.retain(|q| lease_id(q, &self.domain) != bad);
+                        dropped.push((bad, revert));
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        Ok(WithdrawOutcome {
+            mined: None,
+            dropped,
+        })
+    }
+
+    async fn simulate_and_send<C>(
+        &self,
+        name: &'static str,
+        call: alloy::contract::CallBuilder<&P, C>,
+    ) -> Result<Mined, TxError>
+    where
+        C: alloy::contract::CallDecoder,
+    {
+        call.call_raw().await.map_err(|e| classify(name, e))?;
+        // The estimate holds for the latest block, but what `close` and `withdrawMany` do depends
+        // on the time they are mined at (a payout that was zero becomes a token transfer), so
+        // leave headroom: running out of gas would be paying for a revert.
+        let estimate = call.estimate_gas().await.map_err(|e| classify(name, e))?;
+        let gas = estimate
+            .saturating_add(estimate / 4)
+            .saturating_add(GAS_HEADROOM);
+        let pending = call.gas(gas).send().await.map_err(|e| classify(name, e))?;
+        let tx_hash = *pending.tx_hash();
+        tracing::info!(target: "chain", call = name, %tx_hash, "transaction sent");
+        let receipt = pending
+            .with_timeout(Some(self.receipt_timeout))
+            .get_receipt()
+            .await
+            .map_err(|source| TxError::Unconfirmed {
+                call: name,
+                tx_hash,
+                source,
+            })?;
+        if !receipt.status() {
+            tracing::warn!(target: "chain", call = name, %tx_hash, "transaction reverted on chain");
+            return Err(TxError::Reverted {
+                call: name,
+                tx_hash,
+            });
+        }
+        Ok(Mined {
+            tx_hash,
+            block_number: receipt.block_number(),
+            gas_used: receipt.gas_used(),
+        })
+    }
+}

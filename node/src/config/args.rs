@@ -1,0 +1,180 @@
+//! Command-line flags for the configuration, the top layer.
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+
+use super::{
+    ChainLayer, ConfigError, ConfigLayer, Detection, Env, MachineLayer, OffersLayer, WalletLayer,
+    default_config_file, read_file,
+};
+
+/// Configuration flags. Each setting can also come from the config file (key in brackets) and
+/// from a `GPUFLOW_*` variable; a flag beats the variable, which beats the file, which beats the
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+#[command(next_help_heading = "Configuration (flag > GPUFLOW_* env > config file > default)")]
+pub struct ConfigArgs {
+    /// Config file (TOML; `gpuflow-node init` writes a commented one). [env: GPUFLOW_CONFIG]
+    /// [default: $XDG_CONFIG_HOME/gpuflow/node.toml or ~/.config/gpuflow/node.toml, if present]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, identity key, listen_addrs). [file: data_dir]
+    /// [env: GPUFLOW_DATA_DIR] [default: $XDG_DATA_HOME/gpuflow or ~/.local/share/gpuflow]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Identity key file, created with mode 0600 on first run. [file: identity_key]
+    /// [env: GPUFLOW_IDENTITY_KEY] [default: <data_dir>/identity.key]
+    #[arg(long, value_name = "FILE")]
+    pub identity_key: Option<PathBuf>,
+    /// Listen multiaddr; repeat for several. [file: listen] [env: GPUFLOW_LISTEN, comma-separated]
+    /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Bootstrap peer multiaddr with /p2p/<peer id>; repeat for several. [file: bootstrap]
+    /// [env: GPUFLOW_BOOTSTRAP, comma-separated] [default: none]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Host wallet address; must match GPUFLOW_HOST_PRIVATE_KEY. [file: wallet.address]
+    /// [env: GPUFLOW_HOST_WALLET] [default: the private key's address]
+    #[arg(long, value_name = "ADDRESS")]
+    pub host_wallet: Option<Address>,
+    /// Deployment JSON (as `make devnet` writes to .devnet/devnet.json) giving chain id, escrow
+    /// and token; explicit chain settings win over it. [file: chain.deployment]
+    /// [env: GPUFLOW_DEPLOYMENT]
+    #[arg(long, value_name = "FILE")]
+    pub deployment: Option<PathBuf>,
+    /// EVM chain id. [file: chain.chain_id] [env: GPUFLOW_CHAIN_ID]
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// Escrow contract address. [file: chain.escrow] [env: GPUFLOW_ESCROW]
+    #[arg(long, value_name = "ADDRESS")]
+    pub escrow: Option<Address>,
+    /// Payment token address. [file: chain.token] [env: GPUFLOW_TOKEN]
+    #[arg(long, value_name = "ADDRESS")]
+    pub token: Option<Address>,
+    /// Payment token decimals. [file: chain.token_decimals] [env: GPUFLOW_TOKEN_DECIMALS]
+    /// [default: the deployment file's, else 6]
+    #[arg(long)]
+    pub token_decimals: Option<u8>,
+    /// ISO 3166-1 alpha-2 country code, e.g. DE. [file: machine.region] [env: GPUFLOW_REGION]
+    /// [required]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// CPU cores for rent. [file: machine.cpu_cores] [env: GPUFLOW_CPU_CORES]
+    /// [default: all cores]
+    #[arg(long)]
+    pub cpu_cores: Option<u32>,
+    /// RAM for rent, MiB. [file: machine.ram_mib] [env: GPUFLOW_RAM_MIB]
+    /// [default: all RAM, from /proc/meminfo]
+    #[arg(long)]
+    pub ram_mib: Option<u64>,
+    /// Disk for rent, GiB. [file: machine.disk_gib] [env: GPUFLOW_DISK_GIB] [default: 50]
+    #[arg(long)]
+    pub disk_gib: Option<u64>,
+    /// Upload bandwidth, Mbit/s. [file: machine.inet_up_mbps] [env: GPUFLOW_INET_UP_MBPS]
+    /// [default: 100]
+    #[arg(long)]
+    pub inet_up_mbps: Option<u32>,
+    /// Download bandwidth, Mbit/s. [file: machine.inet_down_mbps]
+    /// [env: GPUFLOW_INET_DOWN_MBPS] [default: 100]
+    #[arg(long)]
+    pub inet_down_mbps: Option<u32>,
+    /// Offer lifetime in seconds; re-announced at half of it. [file: offers.ttl_secs]
+    /// [env: GPUFLOW_OFFER_TTL_SECS] [default: 600]
+    #[arg(long)]
+    pub offer_ttl_secs: Option<u64>,
+    /// Shortest lease, seconds. [file: offers.min_duration_secs]
+    /// [env: GPUFLOW_MIN_DURATION_SECS] [default: 60]
+    #[arg(long)]
+    pub min_duration_secs: Option<u64>,
+    /// Longest lease, seconds. [file: offers.max_duration_secs]
+    /// [env: GPUFLOW_MAX_DURATION_SECS] [default: 604800]
+    #[arg(long)]
+    pub max_duration_secs: Option<u64>,
+    /// Template or image offered; repeat for several. [file: offers.templates]
+    /// [env: GPUFLOW_TEMPLATES, comma-separated] [default: none]
+    #[arg(long = "template", value_name = "NAME")]
+    pub templates: Vec<String>,
+    /// Withdraw this host's offers when the node stops. [file: offers.withdraw_on_shutdown]
+    /// [env: GPUFLOW_WITHDRAW_ON_SHUTDOWN] [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub withdraw_on_shutdown: Option<bool>,
+    /// How GPUs are found: auto (NVML if the driver is there, else the declared GPUs), nvml, or
+    /// declared. [file: gpu.detection] [env: GPUFLOW_GPU_DETECTION] [default: auto]
+    #[arg(long, value_name = "MODE", value_parser = parse_detection)]
+    pub gpu_detection: Option<Detection>,
+}
+
+fn parse_detection(s: &str) -> Result<Detection, String> {
+    s.parse()
+}
+
+fn non_empty<T>(v: &[T]) -> Option<Vec<T>>
+where
+    T: Clone,
+{
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+impl ConfigArgs {
+    /// The flags as a layer (pricing and declared GPUs come only from the file).
+    pub fn layer(&self) -> ConfigLayer {
+        ConfigLayer {
+            data_dir: self.data_dir.clone(),
+            identity_key: self.identity_key.clone(),
+            listen: non_empty(&self.listen),
+            bootstrap: non_empty(&self.bootstrap),
+            wallet: WalletLayer {
+                address: self.host_wallet,
+            },
+            chain: ChainLayer {
+                deployment: self.deployment.clone(),
+                chain_id: self.chain_id,
+                escrow: self.escrow,
+                token: self.token,
+                token_decimals: self.token_decimals,
+            },
+            machine: MachineLayer {
+                region: self.region.clone(),
+                cpu_cores: self.cpu_cores,
+                ram_mib: self.ram_mib,
+                disk_gib: self.disk_gib,
+                inet_up_mbps: self.inet_up_mbps,
+                inet_down_mbps: self.inet_down_mbps,
+            },
+            offers: OffersLayer {
+                ttl_secs: self.offer_ttl_secs,
+                min_duration_secs: self.min_duration_secs,
+                max_duration_secs: self.max_duration_secs,
+                templates: non_empty(&self.templates),
+                withdraw_on_shutdown: self.withdraw_on_shutdown,
+            },
+            pricing: None,
+            gpu: super::GpuLayer {
+                detection: self.gpu_detection,
+                declared: None,
+            },
+        }
+    }
+
+    /// The config file to read and whether it must exist (it must when named explicitly).
+    pub fn config_file(&self, env: Env<'_>) -> Option<(PathBuf, bool)> {
+        if let Some(p) = &self.config {
+            return Some((p.clone(), true));
+        }
+        if let Some(p) = env("GPUFLOW_CONFIG").filter(|p| !p.is_empty()) {
+            return Some((PathBuf::from(p), true));
+        }
+        default_config_file(env).map(|p| (p, false))
+    }
+
+    /// All layers stacked: flags over environment over file.
+    pub fn load(&self, env: Env<'_>) -> Result<ConfigLayer, ConfigError> {
+        let file = match self.config_file(env) {
+            Some((path, required)) => read_file(&path, required)?,
+            None => ConfigLayer::default(),
+        };
+        Ok(self.layer().over(ConfigLayer::from_env(env)?.over(file)))
+    }
+}

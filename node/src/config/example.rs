@@ -1,0 +1,77 @@
+//! The commented example config that `gpuflow-node init` writes.
+
+/// Example `node.toml`: every key, its meaning, its env variable and flag. Precedence:
+/// flag > `GPUFLOW_*` env > this file > default.
+pub const EXAMPLE: &str = r#"# gpuflow-node configuration.
+# Precedence for every key: command-line flag > GPUFLOW_* environment variable > this file >
+# built-in default. Run `gpuflow-node run --help` for the flag names.
+
+# Data directory: node.db (SQLite), identity.key, listen_addrs.
+# env GPUFLOW_DATA_DIR, flag --data-dir; default $XDG_DATA_HOME/gpuflow or ~/.local/share/gpuflow
+# data_dir = "/var/lib/gpuflow"
+
+# Node identity (ed25519; also the libp2p peer id). Created with mode 0600 on first run; the
+# node refuses to start if group or others can read it.
+# env GPUFLOW_IDENTITY_KEY, flag --identity-key; default <data_dir>/identity.key
+# identity_key = "/var/lib/gpuflow/identity.key"
+
+# Where to listen. env GPUFLOW_LISTEN (comma-separated), flag --listen (repeat).
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+
+# Peers to join through: multiaddrs ending in /p2p/<peer id>.
+# env GPUFLOW_BOOTSTRAP (comma-separated), flag --bootstrap (repeat).
+bootstrap = []
+
+[wallet]
+# The host wallet receives payment and signs quotes. Its private key is read ONLY from the
+# GPUFLOW_HOST_PRIVATE_KEY environment variable (a keystore comes later) and never logged.
+# If set, `address` must match that key. env GPUFLOW_HOST_WALLET, flag --host-wallet.
+# address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+[chain]
+# A deployment file gives chain id, escrow and token; the keys below override it.
+# env GPUFLOW_DEPLOYMENT, flag --deployment
+# deployment = ".devnet/devnet.json"
+# chain_id = 31337                                         # GPUFLOW_CHAIN_ID, --chain-id
+# escrow = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"     # GPUFLOW_ESCROW, --escrow
+# token = "0x5FbDB2315678afecb367f032d93F642f64180aa3"      # GPUFLOW_TOKEN, --token
+# token_decimals = 6                                       # GPUFLOW_TOKEN_DECIMALS; default 6
+
+[machine]
+# What comes with the GPUs, split between offers by GPU count.
+region = "DE"            # ISO country code; required. GPUFLOW_REGION, --region
+# cpu_cores = 16         # default: all cores. GPUFLOW_CPU_CORES, --cpu-cores
+# ram_mib = 65536        # default: all RAM. GPUFLOW_RAM_MIB, --ram-mib
+disk_gib = 50            # GPUFLOW_DISK_GIB, --disk-gib
+inet_up_mbps = 100       # GPUFLOW_INET_UP_MBPS, --inet-up-mbps
+inet_down_mbps = 100     # GPUFLOW_INET_DOWN_MBPS, --inet-down-mbps
+
+[offers]
+ttl_secs = 600                 # offer lifetime; re-announced at half. --offer-ttl-secs
+min_duration_secs = 60         # shortest lease. --min-duration-secs
+max_duration_secs = 604800     # longest lease (7 days). --max-duration-secs
+templates = ["pytorch"]        # GPUFLOW_TEMPLATES, --template (repeat)
+withdraw_on_shutdown = true    # withdraw offers when the node stops
+
+[pricing]
+# Price per GPU-hour for each model, in token units as a string (converted exactly with the
+# token's decimals: "0.40" is 400000 base units of a 6-decimal token) or as an integer of base
+# units. A detected model without a price is not offered. File only.
+RTX_4090 = "0.40"
+# A100_80GB = 1200000
+
+[gpu]
+# auto: NVML (the NVIDIA driver's library) when present, else the GPUs declared below, marked
+# self-declared in the offers. nvml: refuse to start without NVML. declared: only the list.
+# env GPUFLOW_GPU_DETECTION, flag --gpu-detection
+detection = "auto"
+
+# GPUs to offer when NVML is not available (one offer per entry). File only.
+# [[gpu.declared]]
+# name = "rtx_4090"      # offer name, unique; default: the model in lower case
+# model = "RTX_4090"
+# count = 2
+# vram_mib = 24564
+# cuda = "12.4"
+# driver = "550.54.14"
+"#;

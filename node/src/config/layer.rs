@@ -1,0 +1,218 @@
+//! One layer of configuration (a TOML file, the environment, or the command line), with every
+//! field optional so layers can be stacked: a field set in a higher layer wins.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use serde::Deserialize;
+
+use super::{ConfigError, DeclaredGpu, Detection, PriceSpec};
+
+/// What the user may set, from any one source. Mirrors the TOML file: top-level keys plus the
+/// `[wallet]`, `[chain]`, `[machine]`, `[offers]`, `[pricing]` and `[gpu]` tables (see
+/// [`super::EXAMPLE`] for each key's meaning and its env variable and flag).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Where the node keeps its database, identity key and listen-address file.
+    pub data_dir: Option<PathBuf>,
+    /// The node's ed25519 identity key file.
+    pub identity_key: Option<PathBuf>,
+    /// Multiaddrs to listen on.
+    pub listen: Option<Vec<String>>,
+    /// Multiaddrs (with `/p2p/<peer id>`) of peers to join through.
+    pub bootstrap: Option<Vec<String>>,
+    /// `[wallet]`.
+    #[serde(default)]
+    pub wallet: WalletLayer,
+    /// `[chain]`.
+    #[serde(default)]
+    pub chain: ChainLayer,
+    /// `[machine]`.
+    #[serde(default)]
+    pub machine: MachineLayer,
+    /// `[offers]`.
+    #[serde(default)]
+    pub offers: OffersLayer,
+    /// `[pricing]`: GPU model → price per GPU-hour.
+    pub pricing: Option<BTreeMap<String, PriceSpec>>,
+    /// `[gpu]`.
+    #[serde(default)]
+    pub gpu: GpuLayer,
+}
+
+/// `[wallet]`: the host wallet. Its private key comes only from `GPUFLOW_HOST_PRIVATE_KEY`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletLayer {
+    /// Expected wallet address; start-up fails if the private key belongs to another one.
+    pub address: Option<Address>,
+}
+
+/// `[chain]`: where the host is paid.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainLayer {
+    /// A deployment JSON file (`.devnet/devnet.json`, `contracts/deployments/<id>.json`).
+    pub deployment: Option<PathBuf>,
+    /// EVM chain id.
+    pub chain_id: Option<u64>,
+    /// Escrow contract address.
+    pub escrow: Option<Address>,
+    /// Payment token address.
+    pub token: Option<Address>,
+    /// Payment token decimals.
+    pub token_decimals: Option<u8>,
+}
+
+/// `[machine]`: what comes with the GPUs.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineLayer {
+    /// ISO 3166-1 alpha-2 country code.
+    pub region: Option<String>,
+    /// CPU cores for rent.
+    pub cpu_cores: Option<u32>,
+    /// RAM for rent, MiB.
+    pub ram_mib: Option<u64>,
+    /// Disk for rent, GiB.
+    pub disk_gib: Option<u64>,
+    /// Upload bandwidth, Mbit/s.
+    pub inet_up_mbps: Option<u32>,
+    /// Download bandwidth, Mbit/s.
+    pub inet_down_mbps: Option<u32>,
+}
+
+/// `[offers]`: lease terms and announcement timing.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffersLayer {
+    /// Offer lifetime, seconds.
+    pub ttl_secs: Option<u64>,
+    /// Shortest lease, seconds.
+    pub min_duration_secs: Option<u64>,
+    /// Longest lease, seconds.
+    pub max_duration_secs: Option<u64>,
+    /// Templates or images offered.
+    pub templates: Option<Vec<String>>,
+    /// Whether to withdraw this host's offers when the node stops.
+    pub withdraw_on_shutdown: Option<bool>,
+}
+
+/// `[gpu]`: how GPUs are found.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuLayer {
+    /// `auto`, `nvml` or `declared`.
+    pub detection: Option<Detection>,
+    /// `[[gpu.declared]]` entries.
+    pub declared: Option<Vec<DeclaredGpu>>,
+}
+
+/// `high.field` if set, else `low.field`, for each named field.
+macro_rules! overlay {
+    ($high:expr, $low:expr; $($field:ident),+ $(,)?) => {
+        $( $high.$field = $high.$field.take().or($low.$field); )+
+    };
+}
+
+impl ConfigLayer {
+    /// Parses a TOML file's text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &std::path::Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::File {
+            path: origin.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// This layer with `low`'s values filling the fields it leaves unset.
+    pub fn over(mut self, low: Self) -> Self {
+        overlay!(self, low; data_dir, identity_key, listen, bootstrap, pricing);
+        overlay!(self.wallet, low.wallet; address);
+        overlay!(self.chain, low.chain; deployment, chain_id, escrow, token, token_decimals);
+        overlay!(self.machine, low.machine;
+            region, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps);
+        overlay!(self.offers, low.offers;
+            ttl_secs, min_duration_secs, max_duration_secs, templates, withdraw_on_shutdown);
+        overlay!(self.gpu, low.gpu; detection, declared);
+        self
+    }
+
+    /// The `GPUFLOW_*` variables, read through `env` (the process environment in the binary, a
+    /// map in tests). Lists are comma-separated.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let parse = EnvParser { env };
+        Ok(Self {
+            data_dir: parse.get("GPUFLOW_DATA_DIR").map(PathBuf::from),
+            identity_key: parse.get("GPUFLOW_IDENTITY_KEY").map(PathBuf::from),
+            listen: parse.list("GPUFLOW_LISTEN"),
+            bootstrap: parse.list("GPUFLOW_BOOTSTRAP"),
+            wallet: WalletLayer {
+                address: parse.value("GPUFLOW_HOST_WALLET")?,
+            },
+            chain: ChainLayer {
+                deployment: parse.get("GPUFLOW_DEPLOYMENT").map(PathBuf::from),
+                chain_id: parse.value("GPUFLOW_CHAIN_ID")?,
+                escrow: parse.value("GPUFLOW_ESCROW")?,
+                token: parse.value("GPUFLOW_TOKEN")?,
+                token_decimals: parse.value("GPUFLOW_TOKEN_DECIMALS")?,
+            },
+            machine: MachineLayer {
+                region: parse.get("GPUFLOW_REGION"),
+                cpu_cores: parse.value("GPUFLOW_CPU_CORES")?,
+                ram_mib: parse.value("GPUFLOW_RAM_MIB")?,
+                disk_gib: parse.value("GPUFLOW_DISK_GIB")?,
+                inet_up_mbps: parse.value("GPUFLOW_INET_UP_MBPS")?,
+                inet_down_mbps: parse.value("GPUFLOW_INET_DOWN_MBPS")?,
+            },
+            offers: OffersLayer {
+                ttl_secs: parse.value("GPUFLOW_OFFER_TTL_SECS")?,
+                min_duration_secs: parse.value("GPUFLOW_MIN_DURATION_SECS")?,
+                max_duration_secs: parse.value("GPUFLOW_MAX_DURATION_SECS")?,
+                templates: parse.list("GPUFLOW_TEMPLATES"),
+                withdraw_on_shutdown: parse.value("GPUFLOW_WITHDRAW_ON_SHUTDOWN")?,
+            },
+            pricing: None,
+            gpu: GpuLayer {
+                detection: parse.value("GPUFLOW_GPU_DETECTION")?,
+                declared: None,
+            },
+        })
+    }
+}
+
+struct EnvParser<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl EnvParser<'_> {
+    /// A set, non-empty variable.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
+    fn value<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)
+            .map(|v| {
+                v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                    field: name.to_owned(),
+                    why: format!("`{v}`: {e}"),
+                })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,223 @@
+//! Where leased workloads run: a [`Runtime`] trait and two drivers.
+//!
+//! - [`docker::DockerRuntime`] (bollard): the production driver. GPU device requests for exactly
+//!   the leased GPUs, the renter's SSH key, published ports, CPU/RAM/disk limits, labels that tie
+//!   each container to its lease so a restarted node can find its containers again.
+//! - [`process::ProcessRuntime`]: runs the lease's command as a child process of the node, for
+//!   development machines without Docker and for tests. It does not isolate the workload from
+//!   the host: never offer it to strangers.
+//!
+//! Both drivers leave workloads running when the node stops; after a restart the engine calls
+//! [`Runtime::list_managed`] and re-adopts what it finds (the lease record says which lease each
+//! belongs to, and the runtime's own marker proves it).
+
+pub mod docker;
+pub mod process;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener};
+
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+
+use crate::lease::spec::{InvalidSpec, LeaseSpec};
+
+pub use docker::{DockerConfig, DockerRuntime};
+pub use process::{ProcessConfig, ProcessRuntime};
+
+/// Which driver a workload runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// A child process of the node.
+    Process,
+    /// A Docker container.
+    Docker,
+}
+
+/// A workload port published on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The port the workload listens on (inside the container; for a process, the same as
+    /// `host`).
+    pub workload: u16,
+    /// The port renters connect to on the host.
+    pub host: u16,
+}
+
+/// How the node finds a running workload again. Persisted in the lease record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadHandle {
+    /// The driver that launched it.
+    pub kind: RuntimeKind,
+    /// The lease it belongs to.
+    pub lease: B256,
+    /// Process id (process runtime) or container id (Docker).
+    pub id: String,
+    /// Published ports, in the order of the spec (Docker: SSH first when a key was given).
+    pub ports: Vec<PortMapping>,
+}
+
+/// What a workload is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadStatus {
+    /// Created but not running yet (Docker `created`, `restarting`).
+    Starting,
+    /// Running.
+    Running,
+    /// It ended; the exit code when the runtime knows it.
+    Exited {
+        /// Exit status, if known (a re-adopted process that ended has none).
+        code: Option<i64>,
+    },
+    /// The runtime has no such workload (removed, or never existed).
+    Missing,
+}
+
+/// A runtime driver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The spec cannot run under this driver.
+    #[error(transparent)]
+    InvalidSpec(#[from] InvalidSpec),
+    /// The lease already has a live workload.
+    #[error("lease {lease} already has a running workload ({id}); stop it first")]
+    AlreadyRunning {
+        /// The lease.
+        lease: B256,
+        /// Its workload's id.
+        id: String,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the runtime was doing, with the path or pid.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Docker engine could not be reached.
+    #[error(
+        "cannot reach the Docker engine at {socket}: {source}; is Docker running? or set \
+         runtime = \"process\""
+    )]
+    DockerUnreachable {
+        /// The socket address tried.
+        socket: String,
+        /// The cause.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A Docker API call failed.
+    #[error("docker {what}: {source}")]
+    Docker {
+        /// The call, with the image or container.
+        what: String,
+        /// The cause.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The handle belongs to another driver.
+    #[error("workload {id} was launched by the {kind:?} runtime, not this one")]
+    WrongRuntime {
+        /// The handle's driver.
+        kind: RuntimeKind,
+        /// The handle's id.
+        id: String,
+    },
+}
+
+/// A place to run leased workloads.
+///
+/// Methods return `Send` futures so the lease engine can run them from spawned tasks.
+pub trait Runtime: Send + Sync {
+    /// Starts the workload of `lease`. The spec must have passed [`LeaseSpec::validate`]
+    /// (drivers check again).
+    fn launch(
+        &self,
+        lease: B256,
+        spec: &LeaseSpec,
+    ) -> impl Future<Output = Result<WorkloadHandle, RuntimeError>> + Send;
+
+    /// What the workload is doing now.
+    fn status(
+        &self,
+        handle: &WorkloadHandle,
+    ) -> impl Future<Output = Result<WorkloadStatus, RuntimeError>> + Send;
+
+    /// Stops the workload (graceful signal, then kill after the grace period) and removes it.
+    /// Stopping a workload that is already gone succeeds.
+    fn stop(
+        &self,
+        handle: &WorkloadHandle,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Every workload this runtime manages on this host (running, or ended but not removed),
+    /// for re-adoption after a node restart. Each handle names its lease.
+    fn list_managed(
+        &self,
+    ) -> impl Future<Output = Result<Vec<WorkloadHandle>, RuntimeError>> + Send;
+}
+
+/// The runtime chosen in the node's config. An enum rather than `dyn Runtime`: the trait's
+/// methods return `impl Future`, which trait objects cannot.
+#[derive(Debug)]
+pub enum AnyRuntime {
+    /// See [`ProcessRuntime`].
+    Process(ProcessRuntime),
+    /// See [`DockerRuntime`].
+    Docker(DockerRuntime),
+}
+
+impl Runtime for AnyRuntime {
+    async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
+        match self {
+            AnyRuntime::Process(r) => r.launch(lease, spec).await,
+            AnyRuntime::Docker(r) => r.launch(lease, spec).await,
+        }
+    }
+
+    async fn status(&self, handle: &WorkloadHandle) -> Result<WorkloadStatus, RuntimeError> {
+        match self {
+            AnyRuntime::Process(r) => r.status(handle).await,
+            AnyRuntime::Docker(r) => r.status(handle).await,
+        }
+    }
+
+    async fn stop(&self, handle: &WorkloadHandle) -> Result<(), RuntimeError> {
+        match self {
+            AnyRuntime::Process(r) => r.stop(handle).await,
+            AnyRuntime::Docker(r) => r.stop(handle).await,
+        }
+    }
+
+    async fn list_managed(&self) -> Result<Vec<WorkloadHandle>, RuntimeError> {
+        match self {
+            AnyRuntime::Process(r) => r.list_managed().await,
+            AnyRuntime::Docker(r) => r.list_managed().await,
+        }
+    }
+}
+
+/// `n` distinct free TCP ports (the OS does not hand out one port twice while all are bound).
+/// Another program can take one before the workload binds it; the engine treats a workload
+/// that fails to come up like any launch failure.
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        what: "finding free TCP ports".into(),
+        source,
+    };
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(io))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(io))
+        .collect()
+}
+
+/// The lease id as written in labels, file names and environment: `0x` + 64 hex digits.
+pub fn lease_label(lease: B256) -> String {
+    format!("{lease:#x}")
+}

@@ -1,0 +1,347 @@
+//! The process runtime: a lease's command as a child process of the node.
+//!
+//! For development machines without Docker and for tests; it does not isolate the workload.
+//! Each lease gets a directory `<data_dir>/workloads/<lease id>/` holding `workload.log`
+//! (stdout and stderr) and `pid.json` (the [`WorkloadHandle`]: pid, its start time, ports).
+//!
+//! The workload runs in its own process group, so `stop` reaches everything it spawned, and it
+//! outlives the node: a restarted node finds it again through `pid.json`. A pid alone is not
+//! proof (pids are reused), so a workload counts as alive only if `/proc/<pid>/stat` shows the
+//! start time recorded at launch; re-adoption also checks that the process environment carries
+//! the lease id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::{
+    PortMapping, Runtime, RuntimeError, RuntimeKind, WorkloadHandle, WorkloadStatus, free_ports,
+    lease_label,
+};
+use crate::lease::spec::{InvalidSpec, LeaseSpec};
+
+/// Settings of the process runtime.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The node's data directory; workloads live under `workloads/` in it.
+    pub data_dir: PathBuf,
+    /// How long `stop` waits after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// Runs leases as local processes. See the module docs.
+#[derive(Debug)]
+pub struct ProcessRuntime {
+    dir: PathBuf,
+    grace: Duration,
+    /// Children this instance spawned, kept to read their exit status. Locked only for map
+    /// operations, never across an await. A re-adopted workload is not here: it is not our
+    /// child any more, and `/proc` is all we have.
+    children: Mutex<HashMap<u32, Child>>,
+}
+
+/// How often `stop` looks at `/proc` while waiting for a workload that is not our child.
+const EXIT_POLL: Duration = Duration::from_millis(25);
+/// How long `stop` waits for the kernel to remove a SIGKILLed workload.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// The handle file in each lease directory.
+const PID_FILE: &str = "pid.json";
+/// The log file in each lease directory.
+const LOG_FILE: &str = "workload.log";
+
+impl ProcessRuntime {
+    /// A runtime keeping its files under `config.data_dir/workloads`.
+    pub fn new(config: &ProcessConfig) -> Result<Self, RuntimeError> {
+        let dir = config.data_dir.join("workloads");
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+            what: format!("creating the workload directory {}", dir.display()),
+            source,
+        })?;
+        Ok(Self {
+            dir,
+            grace: config.stop_grace,
+            children: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The lease's directory (log and pid file).
+    pub fn lease_dir(&self, lease: B256) -> PathBuf {
+        self.dir.join(lease_label(lease))
+    }
+
+    /// The lease's log file (stdout and stderr of the workload).
+    pub fn log_path(&self, lease: B256) -> PathBuf {
+        self.lease_dir(lease).join(LOG_FILE)
+    }
+
+    fn take_child(&self, pid: u32) -> Option<Child> {
+        self.children.lock().ok()?.remove(&pid)
+    }
+
+    fn put_child(&self, pid: u32, child: Child) {
+        if let Ok(mut map) = self.children.lock() {
+            map.insert(pid, child);
+        }
+    }
+
+    /// Exit status of our own child, if it has ended; `None` while it runs or if not ours.
+    fn child_exit(&self, pid: u32) -> Option<Option<i64>> {
+        let mut map = self.children.lock().ok()?;
+        let child = map.get_mut(&pid)?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.code().map(i64::from)),
+            Ok(None) => None,
+            // The child was reaped elsewhere; we cannot know how it ended.
+            Err(_) => Some(None),
+        }
+    }
+}
+
+/// pid and `/proc` start time (clock ticks since boot) of a process runtime handle id.
+fn parse_id(handle: &WorkloadHandle) -> Result<(u32, u64), RuntimeError> {
+    if handle.kind != RuntimeKind::Process {
+        return Err(RuntimeError::WrongRuntime {
+            kind: handle.kind,
+            id: handle.id.clone(),
+        });
+    }
+    let parsed = handle
+        .id
+        .split_once(':')
+        .and_then(|(p, s)| Some((p.parse().ok()?, s.parse().ok()?)));
+    parsed.ok_or_else(|| RuntimeError::Io {
+        what: format!("reading process workload id {:?}", handle.id),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "expected <pid>:<start>"),
+    })
+}
+
+/// `(state, start time)` from `/proc/<pid>/stat`, or `None` if there is no such process.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3 (state); the start time is field 22.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The process `pid` exists, has not ended (not a zombie) and is the one started at `start`.
+fn alive(pid: u32, start: u64) -> bool {
+    matches!(proc_stat(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
+}
+
+/// Whether the process environment names `lease`. `None` if the environment is unreadable.
+fn environ_names(pid: u32, lease: B256) -> Option<bool> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let marker = format!("GPUFLOW_LEASE_ID={}", lease_label(lease));
+    Some(env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    // ESRCH (already gone) is the expected outcome of a race with a normal exit.
+    let _ = killpg(Pid::from_raw(raw), signal);
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    move |source| RuntimeError::Io { what, source }
+}
+
+fn write_handle(dir: &Path, handle: &WorkloadHandle) -> Result<(), RuntimeError> {
+    let tmp = dir.join(format!("{PID_FILE}.tmp"));
+    let json = serde_json::to_vec(handle).map_err(|e| RuntimeError::Io {
+        what: "encoding the pid file".into(),
+        source: e.into(),
+    })?;
+    std::fs::write(&tmp, json).map_err(io(format!("writing {}", tmp.display())))?;
+    // Rename so a crash never leaves a half-written pid file.
+    std::fs::rename(&tmp, dir.join(PID_FILE)).map_err(io(format!("renaming {}", tmp.display())))
+}
+
+fn read_handle(dir: &Path) -> Option<WorkloadHandle> {
+    let bytes = std::fs::read(dir.join(PID_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl Runtime for ProcessRuntime {
+    async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
+        spec.validate()?;
+        let Some((program, args)) = spec.command.split_first() else {
+            return Err(InvalidSpec("the process runtime needs a command".into()).into());
+        };
+        let dir = self.lease_dir(lease);
+        if let Some(old) = read_handle(&dir)
+            && let Ok((pid, start)) = parse_id(&old)
+            && alive(pid, start)
+        {
+            return Err(RuntimeError::AlreadyRunning { lease, id: old.id });
+        }
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let log_path = dir.join(LOG_FILE);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("opening {}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(io(format!("opening {}", log_path.display())))?;
+
+        let ports = free_ports(spec.ports.len().max(1))?;
+        let port_list = ports.iter().map(u16::to_string).collect::<Vec<_>>();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&dir)
+            // Only what the workload needs: a renter's program gets none of the node's secrets
+            // (the wallet key is in the node's environment).
+            .env_clear()
+            .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+            .envs(std::env::var_os("HOME").map(|p| ("HOME", p)))
+            .envs(&spec.env)
+            .env("GPUFLOW_LEASE_ID", lease_label(lease))
+            .env("PORT", &port_list[0])
+            .env("GPUFLOW_PORTS", port_list.join(","))
+            // Exactly the leased GPUs; none when none were leased.
+            .env("CUDA_VISIBLE_DEVICES", spec.gpus.join(","))
+            .envs(spec.ssh_public_key.as_ref().map(|k| ("PUBLIC_KEY", k)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            // Own process group: `stop` signals the workload and everything it spawned, and a
+            // Ctrl-C in the node's terminal does not reach it.
+            .process_group(0)
+            // The workload outlives the node; it is re-adopted after a restart.
+            .kill_on_drop(false);
+        let child = cmd
+            .spawn()
+            .map_err(io(format!("starting {program:?} for lease {lease}")))?;
+        let pid = child.id().unwrap_or_default();
+        // Zero if it already ended: then it is never "alive", and its exit code comes from
+        // the child we keep.
+        let start = proc_stat(pid).map(|(_, s)| s).unwrap_or(0);
+        let handle = WorkloadHandle {
+            kind: RuntimeKind::Process,
+            lease,
+            id: format!("{pid}:{start}"),
+            ports: ports
+                .iter()
+                .map(|&p| PortMapping {
+                    workload: p,
+                    host: p,
+                })
+                .collect(),
+        };
+        self.put_child(pid, child);
+        if let Err(e) = write_handle(&dir, &handle) {
+            // Without a pid file the workload could not be found after a restart: do not
+            // leave it running.
+            signal_group(pid, Signal::SIGKILL);
+            return Err(e);
+        }
+        tracing::info!(target: "runtime", lease = %lease, pid, ports = ?port_list, "process workload started");
+        Ok(handle)
+    }
+
+    async fn status(&self, handle: &WorkloadHandle) -> Result<WorkloadStatus, RuntimeError> {
+        let (pid, start) = parse_id(handle)?;
+        if let Some(code) = self.child_exit(pid) {
+            return Ok(WorkloadStatus::Exited { code });
+        }
+        if alive(pid, start) {
+            return Ok(WorkloadStatus::Running);
+        }
+        if self.lease_dir(handle.lease).join(PID_FILE).exists() {
+            Ok(WorkloadStatus::Exited { code: None })
+        } else {
+            Ok(WorkloadStatus::Missing)
+        }
+    }
+
+    async fn stop(&self, handle: &WorkloadHandle) -> Result<(), RuntimeError> {
+        let (pid, start) = parse_id(handle)?;
+        let mut child = self.take_child(pid);
+        let was_alive = alive(pid, start);
+        if was_alive {
+            signal_group(pid, Signal::SIGTERM);
+            let exited = match child.as_mut() {
+                Some(c) => tokio::time::timeout(self.grace, c.wait()).await.is_ok(),
+                None => wait_gone(pid, start, self.grace).await,
+            };
+            if !exited {
+                tracing::warn!(target: "runtime", lease = %handle.lease, pid, "workload ignored SIGTERM; killing it");
+            }
+            // Also reaches children that outlived the group leader.
+            signal_group(pid, Signal::SIGKILL);
+            match child.as_mut() {
+                Some(c) => {
+                    let _ = tokio::time::timeout(KILL_WAIT, c.wait()).await;
+                }
+                None => {
+                    wait_gone(pid, start, KILL_WAIT).await;
+                }
+            }
+        } else if let Some(c) = child.as_mut() {
+            // Reap it so it does not linger as a zombie.
+            let _ = c.try_wait();
+        }
+        let pid_file = self.lease_dir(handle.lease).join(PID_FILE);
+        match std::fs::remove_file(&pid_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", pid_file.display()))(e)),
+        }
+        tracing::info!(target: "runtime", lease = %handle.lease, pid, was_alive, "process workload stopped");
+        Ok(())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<WorkloadHandle>, RuntimeError> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(io(format!("listing {}", self.dir.display())))?;
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let Some(handle) = read_handle(&entry.path()) else {
+                continue;
+            };
+            if entry.file_name().to_str() != Some(lease_label(handle.lease).as_str()) {
+                tracing::warn!(target: "runtime", path = %entry.path().display(), "pid file names another lease; ignored");
+                continue;
+            }
+            let Ok((pid, start)) = parse_id(&handle) else {
+                continue;
+            };
+            if alive(pid, start) && environ_names(pid, handle.lease) == Some(false) {
+                tracing::warn!(target: "runtime", lease = %handle.lease, pid, "process does not carry its lease id; not adopted");
+                continue;
+            }
+            found.push(handle);
+        }
+        found.sort_by_key(|h| h.lease);
+        Ok(found)
+    }
+}
+
+/// Waits until `pid` (started at `start`) is gone or a zombie, up to `limit`. True if it is.
+async fn wait_gone(pid: u32, start: u64, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    // Not our child, so there is nothing to await; polling /proc is cheap and bounded.
+    while alive(pid, start) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
+    true
+}
+
+#[cfg(test)]
+#[path = "process_tests.rs"]
+mod tests;

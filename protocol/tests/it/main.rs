@@ -1,0 +1,4 @@
+//! Integration tests of `gpuflow-protocol`, one binary.
+#![allow(clippy::unwrap_used)]
+
+mod search;

@@ -1,0 +1,613 @@
+//! The host's chain watcher and transaction sender against a real anvil: events in order with
+//! their amounts, restart from the persisted cursor, an RPC outage, a reorg, and transactions
+//! that would revert never being sent.
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::reqwest::Url;
+use gpuflow_node::chain::events::{ChainEvent, CloseReason, LeaseEvent};
+use gpuflow_node::chain::tx::{HostTx, Revert, host_provider};
+use gpuflow_node::chain::watcher::{Watcher, WatcherConfig, WatcherHandle};
+use gpuflow_node::lease::record::open_pool;
+use gpuflow_node::wallet::HostWallet;
+use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors};
+use gpuflow_protocol::escrow::{self, MockStablecoin, Quote};
+use gpuflow_tests::chain::{ACCEPT_TIMEOUT, FEE_BPS, TestChain, anvil_path};
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const HOST: usize = 1;
+const RENTER: usize = 2;
+const OTHER_HOST: usize = 3;
+const PRICE: u64 = 139;
+/// Upper bound for anything a test waits for.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A chain with the contracts deployed: a `TestChain` or an anvil the test controls.
+struct Env {
+    url: Url,
+    chain_id: u64,
+    escrow: Address,
+    token: Address,
+    keys: Vec<PrivateKeySigner>,
+}
+
+impl Env {
+    fn of(chain: &TestChain) -> Self {
+        Self {
+            url: chain.anvil.endpoint_url(),
+            chain_id: chain.chain_id(),
+            escrow: chain.escrow,
+            token: chain.token,
+            keys: (0..4).map(|i| chain.signer(i)).collect(),
+        }
+    }
+
+    /// Deploys the token and escrow on `anvil` (as `TestChain` does).
+    async fn deploy(anvil: &AnvilInstance) -> Self {
+        let keys: Vec<PrivateKeySigner> = anvil.keys()[..10]
+            .iter()
+            .map(|k| PrivateKeySigner::from_signing_key(k.clone().into()))
+            .collect();
+        let deployer = ProviderBuilder::new()
+            .wallet(keys[0].clone())
+            .connect_http(anvil.endpoint_url())
+            .erased();
+        let token = MockStablecoin::deploy(&deployer).await.unwrap();
+        let treasury = keys[9].address();
+        let escrow = GpuFlowEscrow::deploy(
+            &deployer,
+            *token.address(),
+            treasury,
+            FEE_BPS,
+            ACCEPT_TIMEOUT,
+            keys[8].address(),
+        )
+        .await
+        .unwrap();
+        Self {
+            url: anvil.endpoint_url(),
+            chain_id: anvil.chain_id(),
+            escrow: *escrow.address(),
+            token: *token.address(),
+            keys: keys[..4].to_vec(),
+        }
+    }
+
+    fn addr(&self, idx: usize) -> Address {
+        self.keys[idx].address()
+    }
+
+    fn provider(&self, idx: usize) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(self.keys[idx].clone())
+            .connect_http(self.url.clone())
+            .erased()
+    }
+
+    fn escrow_as(&self, idx: usize) -> GpuFlowEscrow::GpuFlowEscrowInstance<DynProvider> {
+        GpuFlowEscrow::new(self.escrow, self.provider(idx))
+    }
+
+    fn host_tx(&self) -> HostTx<DynProvider> {
+        let wallet = HostWallet::from_signer(self.keys[HOST].clone());
+        HostTx::new(
+            host_provider(self.url.clone(), &wallet),
+            self.escrow,
+            wallet.address(),
+            self.chain_id,
+        )
+    }
+
+    async fn now(&self) -> u64 {
+        let p = self.provider(0);
+        let b = p
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .unwrap();
+        b.header.timestamp
+    }
+
+    async fn head(&self) -> u64 {
+        self.provider(0).get_block_number().await.unwrap()
+    }
+
+    /// Mines an empty block at `ts`. Transactions are simulated against the latest block, so
+    /// a withdrawal needs a block after the start for anything to show as accrued.
+    async fn mine_at(&self, ts: u64) {
+        self.set_next_timestamp(ts).await;
+        let _: serde_json::Value = self
+            .provider(0)
+            .raw_request("evm_mine".into(), ())
+            .await
+            .unwrap();
+    }
+
+    async fn set_next_timestamp(&self, ts: u64) {
+        let _: serde_json::Value = self
+            .provider(0)
+            .raw_request("evm_setNextBlockTimestamp".into(), (ts,))
+            .await
+            .unwrap();
+    }
+
+    /// A quote of `host` for the renter, signed; with its lease id.
+    async fn quote(&self, host: usize, nonce: u64) -> (Quote, Bytes, B256) {
+        let q = Quote {
+            host: self.addr(host),
+            renter: self.addr(RENTER),
+            pricePerSecond: U256::from(PRICE),
+            maxDuration: U256::from(10 * 3600u64),
+            expiry: U256::from(self.now().await + 3600),
+            nonce: U256::from(nonce),
+            specHash: B256::repeat_byte(0xab),
+        };
+        let d = escrow::domain(self.chain_id, self.escrow);
+        let sig = escrow::sign_quote(&self.keys[host], &q, &d).unwrap();
+        let id = escrow::lease_id(&q, &d);
+        (q, sig, id)
+    }
+
+    async fn fund_renter(&self) {
+        let token = MockStablecoin::new(self.token, self.provider(RENTER));
+        ok(token
+            .mint(self.addr(RENTER), U256::from(1_000_000_000u64))
+            .send()
+            .await)
+        .await;
+        ok(token.approve(self.escrow, U256::MAX).send().await).await;
+    }
+
+    async fn open(&self, q: &Quote, sig: &Bytes, deposit: u64) -> TransactionReceipt {
+        let e = self.escrow_as(RENTER);
+        ok(e.open(q.clone(), sig.clone(), U256::from(deposit))
+            .send()
+            .await)
+        .await
+    }
+}
+
+async fn ok(
+    sent: Result<
+        alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+        alloy::contract::Error,
+    >,
+) -> TransactionReceipt {
+    let r = sent.unwrap().get_receipt().await.unwrap();
+    assert!(r.status(), "transaction reverted: {r:?}");
+    r
+}
+
+fn fee(amount: u64) -> u64 {
+    amount * u64::from(FEE_BPS) / 10_000
+}
+
+/// A watcher task and what the test reads from it.
+struct Running {
+    handle: WatcherHandle,
+    events: mpsc::Receiver<ChainEvent>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+async fn watch(env: &Env, pool: SqlitePool) -> Running {
+    let config = WatcherConfig {
+        confirmations: 0,
+        // Small ranges, so a catch-up spans several `eth_getLogs` calls.
+        max_range: 3,
+        poll_interval: Duration::from_millis(20),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(400),
+        jitter_seed: 7,
+        ..WatcherConfig::new(env.chain_id, env.escrow, env.addr(HOST))
+    };
+    let provider = ProviderBuilder::new()
+        .connect_http(env.url.clone())
+        .erased();
+    // Small on purpose: the watcher must wait, not drop, when the consumer lags.
+    let (tx, events) = mpsc::channel(2);
+    let (watcher, handle) = Watcher::new(provider, pool, config, tx);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(watcher.run(cancel.clone()));
+    Running {
+        handle,
+        events,
+        cancel,
+        task,
+    }
+}
+
+impl Running {
+    async fn next(&mut self) -> ChainEvent {
+        tokio::time::timeout(LIMIT, self.events.recv())
+            .await
+            .expect("no chain event in time")
+            .expect("watcher ended")
+    }
+
+    /// The next `n` events, which must all be lease events.
+    async fn lease_events(&mut self, n: usize) -> Vec<(u64, LeaseEvent)> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match self.next().await {
+                ChainEvent::Lease { meta, event } => out.push((meta.block_number, event)),
+                other => panic!("expected a lease event, got {other:?}"),
+            }
+        }
+        out
+    }
+
+    /// Waits until the watcher has passed block `head`, then checks nothing else was emitted.
+    async fn quiet_at(&mut self, head: u64) {
+        tokio::time::timeout(LIMIT, self.handle.wait_for(|s| s.cursor >= Some(head)))
+            .await
+            .expect("watcher did not catch up in time")
+            .expect("watcher ended");
+        if let Ok(ev) = self.events.try_recv() {
+            panic!("unexpected extra event {ev:?}");
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(LIMIT, self.task)
+            .await
+            .expect("watcher did not stop")
+            .unwrap();
+    }
+}
+
+async fn pool(dir: &Path) -> SqlitePool {
+    open_pool(&dir.join("node.db")).await.unwrap()
+}
+
+fn lease_ids(evs: &[(u64, LeaseEvent)]) -> Vec<B256> {
+    evs.iter().map(|(_, e)| e.lease()).collect()
+}
+
+#[tokio::test]
+async fn emits_this_hosts_lease_events_in_order_with_amounts() {
+    let chain = TestChain::start().await.unwrap();
+    let env = Env::of(&chain);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    env.fund_renter().await;
+
+    let (q, sig, id) = env.quote(HOST, 1).await;
+    let (other_q, other_sig, _) = env.quote(OTHER_HOST, 1).await;
+    let t0 = env.now().await + 10;
+    env.set_next_timestamp(t0).await;
+    let opened = env.open(&q, &sig, 50_000).await;
+    // Another host's lease and its top-up: not ours, never emitted.
+    env.open(&other_q, &other_sig, 1_000).await;
+    ok(env
+        .escrow_as(RENTER)
+        .topUp(other_q.clone(), U256::from(5u64))
+        .send()
+        .await)
+    .await;
+
+    env.set_next_timestamp(t0 + 10).await;
+    let started = env.host_tx().start(&q).await.unwrap();
+    ok(env
+        .escrow_as(RENTER)
+        .topUp(q.clone(), U256::from(7_000u64))
+        .send()
+        .await)
+    .await;
+    env.mine_at(t0 + 110).await;
+    env.set_next_timestamp(t0 + 111).await;
+    let withdrawn = env
+        .host_tx()
+        .withdraw_many(std::slice::from_ref(&q))
+        .await
+        .unwrap();
+    assert!(withdrawn.dropped.is_empty());
+    assert!(withdrawn.mined.is_some());
+    env.set_next_timestamp(t0 + 210).await;
+    ok(env.escrow_as(RENTER).close(q.clone()).send().await).await;
+
+    let evs = w.lease_events(5).await;
+    assert!(
+        evs.windows(2).all(|p| p[0].0 < p[1].0),
+        "not in block order"
+    );
+    assert_eq!(evs[0].0, opened.block_number.unwrap());
+    assert_eq!(Some(evs[1].0), started.block_number);
+    let first_half = PRICE * 101;
+    let second_half = PRICE * 99;
+    let got: Vec<LeaseEvent> = evs.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        got,
+        vec![
+            LeaseEvent::Opened {
+                lease: id,
+                renter: env.addr(RENTER),
+                price_per_second: U256::from(PRICE),
+                deposit: U256::from(50_000u64),
+                max_duration: U256::from(36_000u64),
+                nonce: U256::from(1u64),
+                spec_hash: B256::repeat_byte(0xab),
+            },
+            LeaseEvent::Started {
+                lease: id,
+                renter: env.addr(RENTER),
+                started_at: t0 + 10,
+            },
+            LeaseEvent::ToppedUp {
+                lease: id,
+                from: env.addr(RENTER),
+                amount: U256::from(7_000u64),
+                new_deposit: U256::from(57_000u64),
+            },
+            LeaseEvent::Withdrawn {
+                lease: id,
+                amount: U256::from(first_half - fee(first_half)),
+                fee: U256::from(fee(first_half)),
+            },
+            LeaseEvent::Closed {
+                lease: id,
+                renter: env.addr(RENTER),
+                closed_by: env.addr(RENTER),
+                reason: CloseReason::RenterClosed,
+                host_amount: U256::from(second_half - fee(second_half)),
+                fee: U256::from(fee(second_half)),
+                refund: U256::from(57_000 - first_half - second_half),
+                started_at: t0 + 10,
+                closed_at: t0 + 210,
+            },
+        ]
+    );
+    w.quiet_at(env.head().await).await;
+    let status = w.handle.status();
+    assert_eq!(status.lag, Some(0));
+    assert_eq!(status.consecutive_errors, 0);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn restart_from_the_persisted_cursor_neither_repeats_nor_misses() {
+    let chain = TestChain::start().await.unwrap();
+    let env = Env::of(&chain);
+    let tmp = tempfile::tempdir().unwrap();
+    env.fund_renter().await;
+    let (qa, sa, a) = env.quote(HOST, 1).await;
+    let (qb, sb, b) = env.quote(HOST, 2).await;
+
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    env.open(&qa, &sa, 10_000).await;
+    env.host_tx().start(&qa).await.unwrap();
+    let evs = w.lease_events(2).await;
+    assert_eq!(lease_ids(&evs), vec![a, a]);
+    w.quiet_at(env.head().await).await;
+    w.stop().await;
+
+    // While the node is down: a top-up (matched through the persisted lease set), a close,
+    // and a new lease.
+    ok(env
+        .escrow_as(RENTER)
+        .topUp(qa.clone(), U256::from(1u64))
+        .send()
+        .await)
+    .await;
+    env.host_tx().close(&qa).await.unwrap();
+    env.open(&qb, &sb, 10_000).await;
+
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    let evs = w.lease_events(3).await;
+    assert!(matches!(evs[0].1, LeaseEvent::ToppedUp { lease, .. } if lease == a));
+    assert!(
+        matches!(evs[1].1, LeaseEvent::Closed { lease, reason: CloseReason::HostClosed, .. } if lease == a)
+    );
+    assert!(matches!(evs[2].1, LeaseEvent::Opened { lease, .. } if lease == b));
+    w.quiet_at(env.head().await).await;
+    w.stop().await;
+
+    // A third start with nothing new emits nothing.
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    w.quiet_at(env.head().await).await;
+    w.stop().await;
+}
+
+/// Starts anvil on `port` with its state in `state` (loaded if present, saved on SIGINT).
+fn anvil_with_state(port: u16, state: &Path) -> AnvilInstance {
+    Anvil::at(anvil_path().unwrap())
+        .port(port)
+        .args(["--state".into(), state.display().to_string()])
+        .try_spawn()
+        .unwrap()
+}
+
+/// Stops anvil with SIGINT so it writes its state file, and waits for it to exit.
+fn stop_anvil(mut anvil: AnvilInstance) {
+    let pid = i32::try_from(anvil.child().id()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    anvil.child_mut().wait().unwrap();
+}
+
+#[tokio::test]
+async fn catches_up_after_an_rpc_outage_without_missing_an_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("anvil-state.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let anvil = anvil_with_state(port, &state);
+    let env = Env::deploy(&anvil).await;
+    env.fund_renter().await;
+    let (q1, s1, l1) = env.quote(HOST, 1).await;
+    let (q2, s2, l2) = env.quote(HOST, 2).await;
+
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    env.open(&q1, &s1, 10_000).await;
+    assert_eq!(lease_ids(&w.lease_events(1).await), vec![l1]);
+
+    // The RPC goes away: the watcher keeps retrying (and says so), it does not end.
+    stop_anvil(anvil);
+    let status = tokio::time::timeout(LIMIT, w.handle.wait_for(|s| s.consecutive_errors >= 3))
+        .await
+        .expect("watcher never reported the outage")
+        .expect("watcher ended during the outage");
+    assert!(status.last_error.unwrap().contains("RPC"));
+    assert!(!w.task.is_finished());
+
+    // It comes back with its state; events happen right away.
+    let anvil = anvil_with_state(port, &state);
+    env.host_tx().start(&q1).await.unwrap();
+    env.open(&q2, &s2, 10_000).await;
+    let evs = w.lease_events(2).await;
+    assert!(matches!(evs[0].1, LeaseEvent::Started { lease, .. } if lease == l1));
+    assert!(matches!(evs[1].1, LeaseEvent::Opened { lease, .. } if lease == l2));
+    w.quiet_at(env.head().await).await;
+    assert_eq!(w.handle.status().consecutive_errors, 0);
+    assert_eq!(w.handle.status().reorgs, 0, "a restart is not a reorg");
+    w.stop().await;
+    drop(anvil);
+}
+
+#[tokio::test]
+async fn a_reorg_is_detected_and_the_new_chain_re_emitted() {
+    let chain = TestChain::start().await.unwrap();
+    let env = Env::of(&chain);
+    let tmp = tempfile::tempdir().unwrap();
+    env.fund_renter().await;
+    let (qa, sa, a) = env.quote(HOST, 1).await;
+    let (qb, sb, b) = env.quote(HOST, 2).await;
+    let p = env.provider(0);
+
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    let fork: U256 = p.raw_request("evm_snapshot".into(), ()).await.unwrap();
+    let fork_block = env.head().await;
+    let first = env.open(&qa, &sa, 10_000).await;
+    let evs = w.lease_events(1).await;
+    assert_eq!(evs[0], (first.block_number.unwrap(), evs[0].1.clone()));
+    assert_eq!(lease_ids(&evs), vec![a]);
+    w.quiet_at(env.head().await).await;
+
+    // Replace the block that opened `a` with another history: an empty block, then B, then A.
+    let reverted: bool = p.raw_request("evm_revert".into(), (fork,)).await.unwrap();
+    assert!(reverted);
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+    let rb = env.open(&qb, &sb, 10_000).await;
+    let ra = env.open(&qa, &sa, 10_000).await;
+
+    match w.next().await {
+        ChainEvent::Reorg {
+            fork_block: f,
+            orphaned_to,
+        } => {
+            // The last remembered block the new chain still has: the snapshot's block, or an
+            // earlier one (the watcher keeps range ends and event blocks, not every block).
+            assert!(
+                f <= fork_block,
+                "fork point {f} after the real one {fork_block}"
+            );
+            assert_eq!(orphaned_to, first.block_number.unwrap());
+        }
+        other => panic!("expected a reorg, got {other:?}"),
+    }
+    let evs = w.lease_events(2).await;
+    assert_eq!(lease_ids(&evs), vec![b, a]);
+    assert_eq!(evs[0].0, rb.block_number.unwrap());
+    assert_eq!(evs[1].0, ra.block_number.unwrap());
+    w.quiet_at(env.head().await).await;
+    assert_eq!(w.handle.status().reorgs, 1);
+    w.stop().await;
+
+    // The rolled-back cursor was persisted: a restart emits nothing again.
+    let mut w = watch(&env, pool(tmp.path()).await).await;
+    w.quiet_at(env.head().await).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn host_transactions_that_would_revert_are_never_sent() {
+    let chain = TestChain::start().await.unwrap();
+    let env = Env::of(&chain);
+    env.fund_renter().await;
+    let tx = env.host_tx();
+    let host = env.addr(HOST);
+    let nonce = || async { env.provider(0).get_transaction_count(host).await.unwrap() };
+    let (qa, sa, a) = env.quote(HOST, 1).await;
+    let (qb, sb, _) = env.quote(HOST, 2).await;
+    let (never_opened, _, ghost) = env.quote(HOST, 3).await;
+    let (foreign, _, foreign_id) = env.quote(OTHER_HOST, 1).await;
+    env.open(&qa, &sa, 10_000).await;
+    env.open(&qb, &sb, 10_000).await;
+
+    // Nothing accrued on a pending lease: nothing sent.
+    let before = nonce().await;
+    let out = tx.withdraw_many(std::slice::from_ref(&qa)).await.unwrap();
+    assert_eq!(out.mined, None);
+    assert_eq!(nonce().await, before);
+
+    // Starting twice: the second would revert, is not sent, and says why.
+    let t = env.now().await + 5;
+    env.set_next_timestamp(t).await;
+    tx.start(&qa).await.unwrap();
+    let before = nonce().await;
+    let err = tx.start(&qa).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(
+        matches!(err.escrow_error(), Some(GpuFlowEscrowErrors::LeaseAlreadyStarted(e)) if e.leaseId == a),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not sent"), "{err}");
+    assert_eq!(nonce().await, before);
+
+    // A batch with a lease that does not exist and another host's quote: both left out, the
+    // rest withdrawn in one transaction.
+    env.mine_at(t + 100).await;
+    let out = tx
+        .withdraw_many(&[never_opened.clone(), qa.clone(), foreign.clone()])
+        .await
+        .unwrap();
+    assert!(out.mined.is_some());
+    assert_eq!(nonce().await, before + 1);
+    let dropped: Vec<B256> = out.dropped.iter().map(|(id, _)| *id).collect();
+    assert_eq!(dropped.len(), 2);
+    assert!(dropped.contains(&ghost) && dropped.contains(&foreign_id));
+    assert!(
+        out.dropped
+            .iter()
+            .all(|(_, r)| matches!(r, Revert::Escrow(_)))
+    );
+
+    // After the accept timeout, start is refused with the decoded reason.
+    env.mine_at(t + ACCEPT_TIMEOUT + 60).await;
+    let before = nonce().await;
+    let err = tx.start(&qb).await.unwrap_err();
+    assert!(
+        matches!(
+            err.escrow_error(),
+            Some(GpuFlowEscrowErrors::AcceptTimeoutPassed(_))
+        ),
+        "{err}"
+    );
+    // Closing works and a second close is refused, unsent.
+    tx.close(&qa).await.unwrap();
+    let err = tx.close(&qa).await.unwrap_err();
+    assert!(
+        matches!(
+            err.escrow_error(),
+            Some(GpuFlowEscrowErrors::LeaseAlreadyClosed(_))
+        ),
+        "{err}"
+    );
+    assert_eq!(nonce().await, before + 1);
+}
