@@ -8,6 +8,8 @@
 //!   Solidity toolchain), plus EIP-712 quote signing and lease ids.
 //! - [`offer`]: what hosts advertise, signed by the node key (= libp2p identity) with the host
 //!   wallet bound to the peer id, and the checks every offer passes before it is stored.
+//! - [`wire`]: the versioned p2p messages (gossip envelope, signed withdrawals, paged book
+//!   sync), each refusing oversize input before it parses anything.
 //! - [`book`]: the in-memory offer book with the replace-by-sequence rule and expiry.
 //! - [`query`]: the offer query language of `gpuflow search` (`num_gpus>=2 dph<=0.6 -o dph+`),
 //!   with errors that name what is wrong, and the reference evaluator the indexed search in
