@@ -24,6 +24,7 @@ pub mod lease;
 pub mod node;
 pub mod offers;
 pub mod persist;
+pub mod quote;
 pub mod runtime;
 pub mod store;
 pub mod wallet;

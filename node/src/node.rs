@@ -1,8 +1,8 @@
 //! Start-up and shutdown: the order in which the node's parts come up and go down.
 //!
 //! Up: identity → store (warm book) → GPU inventory → offers → p2p → listen addresses
-//! announced → first offer round → background tasks (p2p event loop, store task, announcer,
-//! bootstrap book sync). Down, on the shutdown token: the announcer withdraws this host's offers
+//! announced → first offer round → background tasks (p2p event loop, store task, quote desk,
+//! announcer, bootstrap book sync). Down, on the shutdown token: the announcer withdraws this host's offers
 //! while the network is still up, then the p2p loop stops, the store task writes what is left,
 //! and the database is closed.
 
@@ -23,6 +23,7 @@ use crate::gpu::{self, GpuError, GpuProbe};
 use crate::identity::{self, IdentityError, KeyOrigin};
 use crate::offers::{self, Announcer, OfferBuildError, OfferSink, unix_now};
 use crate::persist;
+use crate::quote::{self, QuoteDesk};
 use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for withdrawals to be handed to the network.
@@ -136,6 +137,10 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     tasks.spawn(event_loop.run(p2p_stop.clone()));
     tasks.spawn(persist::run(store.clone(), client.clone(), events));
+    // Ends by itself when the event loop stops (it holds the sending side of `lease_requests`).
+    let lease_requests = client.serve_leases().await?;
+    let desk = QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans);
+    tasks.spawn(quote::serve(desk, client.clone(), lease_requests));
 
     let addrs = announce_addrs(&config, &client).await?;
     tracing::info!(target: "node", %peer, wallet = %wallet.address(), listen = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -1,16 +1,13 @@
 //! The composed network behaviour and the swarm built around it.
 //!
 //! Protocols: connection limits, identify, ping, Kademlia (peer discovery), gossipsub (offers)
-//! and request-response `/gpuflow/book/1` (paged book sync). The lease protocol
-//! (`/gpuflow/lease/1`, next milestone) is one more field here —
-//! `lease: request_response::Behaviour<codec::WireCodec<LeaseRequest, LeaseResponse>>` — plus
-//! one arm in `EventLoop::on_behaviour_event` and the `Command`s that send its requests.
+//! and request-response `/gpuflow/book/1` (paged book sync) and `/gpuflow/lease/1` (quotes).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use gpuflow_protocol::wire::{BOOK_PROTOCOL, OFFERS_TOPIC};
+use gpuflow_protocol::wire::{BOOK_PROTOCOL, LEASE_PROTOCOL, OFFERS_TOPIC};
 use libp2p::gossipsub::{self, IdentTopic, PeerScoreParams, PeerScoreThresholds, TopicScoreParams};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -21,7 +18,7 @@ use libp2p::{
 
 use sha2::{Digest, Sha256};
 
-use crate::codec::BookCodec;
+use crate::codec::{BookCodec, LeaseCodec};
 use crate::config::{Limits, P2pConfig};
 use crate::error::P2pError;
 
@@ -40,6 +37,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) book: request_response::Behaviour<BookCodec>,
+    pub(crate) lease: request_response::Behaviour<LeaseCodec>,
 }
 
 /// The gossip topic for offers.
@@ -91,6 +89,16 @@ impl Behaviour {
                 .with_max_concurrent_streams(limits.max_pending_requests),
         );
 
+        // The stream stays open while the node prepares its answer (up to
+        // `lease_answer_timeout`), then the usual transfer time.
+        let lease = request_response::Behaviour::with_codec(
+            LeaseCodec::default(),
+            [(StreamProtocol::new(LEASE_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.lease_answer_timeout + limits.request_timeout)
+                .with_max_concurrent_streams(limits.max_pending_requests),
+        );
+
         Ok(Self {
             limits: connection_limits::Behaviour::new(conn_limits),
             identify,
@@ -98,6 +106,7 @@ impl Behaviour {
             kad,
             gossipsub,
             book,
+            lease,
         })
     }
 }

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use gpuflow_protocol::offer::{OfferId, SignedOffer, VerifiedOffer};
-use gpuflow_protocol::wire::SignedWithdrawal;
+use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, SignedWithdrawal};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::P2pError;
-use crate::event::{Published, Stats, SyncReport};
+use crate::event::{InboundLease, LeaseToken, Published, Stats, SyncReport};
 
 /// A request to the event loop with the channel for its answer.
 #[derive(Debug)]
@@ -49,6 +49,20 @@ pub(crate) enum Command {
     },
     Stats {
         reply: oneshot::Sender<Stats>,
+    },
+    ServeLeases {
+        reply: oneshot::Sender<mpsc::Receiver<InboundLease>>,
+    },
+    RequestLease {
+        peer: PeerId,
+        addr: Option<Multiaddr>,
+        request: LeaseRequest,
+        reply: oneshot::Sender<Result<LeaseResponse, P2pError>>,
+    },
+    RespondLease {
+        token: LeaseToken,
+        response: LeaseResponse,
+        reply: oneshot::Sender<Result<(), P2pError>>,
     },
     #[cfg(feature = "test-utils")]
     PublishRaw {
@@ -146,6 +160,49 @@ impl Client {
                 after: timeout,
             }),
         }
+    }
+
+    /// Starts handing inbound `/gpuflow/lease/1` requests to the caller, through a channel of
+    /// [`crate::Limits::max_pending_leases`]; when it is full, peers are answered `busy`. Until
+    /// this is called, peers are answered `unsupported`. A second call takes over from the first.
+    pub async fn serve_leases(&self) -> Result<mpsc::Receiver<InboundLease>, P2pError> {
+        self.ask(|reply| Command::ServeLeases { reply }).await
+    }
+
+    /// Answers the inbound lease request `token`. Fails with [`P2pError::LeaseNotWaiting`]
+    /// when it already timed out (the peer was told `timeout`) or the peer hung up.
+    pub async fn respond_lease(
+        &self,
+        token: LeaseToken,
+        response: LeaseResponse,
+    ) -> Result<(), P2pError> {
+        self.ask(|reply| Command::RespondLease {
+            token,
+            response,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends `request` to the host `peer` over `/gpuflow/lease/1` and waits for its answer,
+    /// dialling it first if needed (through `addr` when given, else known addresses). Fails
+    /// with [`P2pError::Busy`] when [`crate::Limits::max_pending_requests`] requests are in
+    /// flight, and [`P2pError::LeaseRequest`] when the host cannot be reached or does not answer
+    /// within [`crate::Limits::lease_answer_timeout`] plus [`crate::Limits::request_timeout`].
+    /// Refusals by the host come back as `Ok(LeaseResponse::Error { .. })`.
+    pub async fn request_lease(
+        &self,
+        peer: PeerId,
+        addr: Option<Multiaddr>,
+        request: LeaseRequest,
+    ) -> Result<LeaseResponse, P2pError> {
+        self.ask(|reply| Command::RequestLease {
+            peer,
+            addr,
+            request,
+            reply,
+        })
+        .await?
     }
 
     /// Counters and sizes.

@@ -2,16 +2,15 @@
 //! per stream, read up to its size limit and decoded by the protocol crate's decode functions,
 //! which refuse oversize input before parsing.
 //!
-//! `/gpuflow/book/1` uses [`BookCodec`]. The lease protocol (`/gpuflow/lease/1`, next
-//! milestone) only needs its request and response types to implement [`WireMessage`] and a
-//! `type LeaseCodec = WireCodec<LeaseRequest, LeaseResponse>`.
+//! `/gpuflow/book/1` uses [`BookCodec`], `/gpuflow/lease/1` uses [`LeaseCodec`].
 
 use std::io;
 use std::marker::PhantomData;
 
 use futures::prelude::*;
 use gpuflow_protocol::wire::{
-    BookRequest, BookResponse, MAX_BOOK_REQUEST_BYTES, MAX_BOOK_RESPONSE_BYTES, WireError,
+    BookRequest, BookResponse, LeaseRequest, LeaseResponse, MAX_BOOK_REQUEST_BYTES,
+    MAX_BOOK_RESPONSE_BYTES, MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, WireError,
 };
 use libp2p::{StreamProtocol, request_response};
 
@@ -45,6 +44,26 @@ impl WireMessage for BookResponse {
     }
 }
 
+impl WireMessage for LeaseRequest {
+    const MAX_BYTES: usize = MAX_LEASE_REQUEST_BYTES;
+    fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        LeaseRequest::decode(bytes)
+    }
+    fn encode(&self) -> Vec<u8> {
+        LeaseRequest::encode(self)
+    }
+}
+
+impl WireMessage for LeaseResponse {
+    const MAX_BYTES: usize = MAX_LEASE_RESPONSE_BYTES;
+    fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        LeaseResponse::decode(bytes)
+    }
+    fn encode(&self) -> Vec<u8> {
+        LeaseResponse::encode(self)
+    }
+}
+
 /// Codec for one request type and one response type.
 pub(crate) struct WireCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
 
@@ -62,6 +81,8 @@ impl<Req, Resp> Clone for WireCodec<Req, Resp> {
 
 /// The `/gpuflow/book/1` codec.
 pub(crate) type BookCodec = WireCodec<BookRequest, BookResponse>;
+/// The `/gpuflow/lease/1` codec.
+pub(crate) type LeaseCodec = WireCodec<LeaseRequest, LeaseResponse>;
 
 async fn read_limited<T, M>(io: &mut T) -> io::Result<M>
 where

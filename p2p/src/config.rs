@@ -108,6 +108,15 @@ pub struct Limits {
     /// Withdrawals remembered (so a replayed old offer cannot come back); beyond it a
     /// withdrawal still removes the offer but is not remembered.
     pub max_tombstones: usize,
+    /// Inbound lease requests handed to the node and not answered yet; more are answered
+    /// `busy` at once. Also the capacity of the channel `Client::serve_leases` returns.
+    pub max_pending_leases: usize,
+    /// Of those, how many one peer may have; its further requests are answered `busy`, so one
+    /// peer cannot lock everyone else out.
+    pub max_pending_leases_per_peer: usize,
+    /// How long the node has to answer an inbound lease request; then the peer is answered
+    /// `timeout` and a late `respond_lease` fails.
+    pub lease_answer_timeout: Duration,
     /// How often expired offers are swept from the book.
     pub sweep_interval: Duration,
     /// How long one book page request may take.
@@ -138,6 +147,9 @@ impl Default for Limits {
             max_offers: 200_000,
             max_offers_per_host: 256,
             max_tombstones: 100_000,
+            max_pending_leases: 64,
+            max_pending_leases_per_peer: 8,
+            lease_answer_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(60),

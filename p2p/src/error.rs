@@ -6,6 +6,8 @@ use gpuflow_protocol::offer::{OfferError, OfferId};
 use gpuflow_protocol::wire::WireError;
 use libp2p::{Multiaddr, PeerId, TransportError, gossipsub, request_response, swarm::DialError};
 
+use crate::event::LeaseToken;
+
 /// Why a p2p operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum P2pError {
@@ -105,6 +107,24 @@ pub enum P2pError {
         peer: PeerId,
         /// What is wrong.
         why: &'static str,
+    },
+    /// A lease request to a host failed (unreachable, protocol unsupported, timed out).
+    #[error("lease request to {peer} failed: {source}; is the host online?")]
+    LeaseRequest {
+        /// The host asked.
+        peer: PeerId,
+        /// The cause.
+        #[source]
+        source: request_response::OutboundFailure,
+    },
+    /// `respond_lease` came too late: the request timed out or the peer hung up.
+    #[error(
+        "{token} is no longer waiting for an answer (timed out or the peer hung up); \
+         answer within Limits::lease_answer_timeout"
+    )]
+    LeaseNotWaiting {
+        /// The request's token.
+        token: LeaseToken,
     },
     /// `fetch_book` was given no bootstrap peers.
     #[error("no bootstrap peers given; pass --bootstrap /ip4/<ip>/tcp/<port>/p2p/<peer id>")]

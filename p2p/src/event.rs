@@ -1,7 +1,7 @@
 //! What the event loop tells the node, and what some client calls return.
 
 use gpuflow_protocol::offer::{OfferError, OfferId, VerifiedOffer};
-use gpuflow_protocol::wire::WireError;
+use gpuflow_protocol::wire::{LeaseRequest, WireError};
 use libp2p::PeerId;
 
 /// Something the node may want to act on (persist the book, log a misbehaving peer).
@@ -91,4 +91,28 @@ pub struct Stats {
     pub rejected_messages: u64,
     /// Gossip messages ignored for the per-peer rate limit.
     pub rate_limited: u64,
+}
+
+/// Names one inbound lease request until the node answers it with
+/// [`crate::Client::respond_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseToken(pub(crate) u64);
+
+impl std::fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lease-request-{}", self.0)
+    }
+}
+
+/// A `/gpuflow/lease/1` request from a peer, handed to the node (see
+/// [`crate::Client::serve_leases`]). Answer it with [`crate::Client::respond_lease`] within
+/// [`crate::Limits::lease_answer_timeout`]; after that the peer has already been told `timeout`.
+#[derive(Debug)]
+pub struct InboundLease {
+    /// Who asked (already authenticated by the connection's noise handshake).
+    pub peer: PeerId,
+    /// Pass it back to `respond_lease`.
+    pub token: LeaseToken,
+    /// What they asked.
+    pub request: LeaseRequest,
 }

@@ -19,6 +19,9 @@
 //!   held, per-peer rate limit. Invalid messages are rejected and count against the sender's
 //!   peer score.
 //! - [`fetch_book`] is the renter CLI's short-lived peer: dial, sync, shut down.
+//! - `/gpuflow/lease/1`: renters ask hosts with [`Client::request_lease`]; a host takes the
+//!   inbound requests from [`Client::serve_leases`] and answers each with
+//!   [`Client::respond_lease`] (late or missing answers become `timeout`, overflow `busy`).
 //!
 //! Invariants: only the event loop touches the book; every channel, queue and per-peer map is
 //! bounded (see [`Limits`]); nothing from the network is stored before it verifies.
@@ -42,7 +45,7 @@ use tokio::sync::mpsc;
 pub use client::Client;
 pub use config::{Limits, P2pConfig, keypair_from_dalek, loopback_quic, loopback_tcp};
 pub use error::P2pError;
-pub use event::{Event, Published, RejectReason, Stats, SyncReport};
+pub use event::{Event, InboundLease, LeaseToken, Published, RejectReason, Stats, SyncReport};
 pub use event_loop::EventLoop;
 pub use fetch::fetch_book;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};

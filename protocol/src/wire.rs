@@ -8,10 +8,19 @@
 //! - [`GossipMessage`] travels on the gossipsub topic: a new or replacing offer, or a
 //!   withdrawal.
 //! - [`BookRequest`] / [`BookResponse`] page through a peer's offer book (`/gpuflow/book/1`).
+//! - [`LeaseRequest`] / [`LeaseResponse`] ask a host for a signed quote (`/gpuflow/lease/1`).
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+mod lease;
+
+pub use lease::{
+    LeaseRequest, LeaseResponse, LeaseStatus, MAX_ERROR_MESSAGE_BYTES, MAX_IMAGE_BYTES,
+    MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_SSH_KEY_BYTES, QuoteRequest, QuoteTerms,
+    SignedQuote, code,
+};
 
 use crate::offer::{
     MAX_CLOCK_SKEW_SECS, MAX_OFFER_BYTES, MAX_OFFER_TTL_SECS, OfferError, OfferId, SignedOffer,
@@ -22,7 +31,8 @@ use crate::offer::{
 pub const OFFERS_TOPIC: &str = "gpuflow/offers/1";
 /// Request-response protocol for paged book sync ([`BookRequest`] → [`BookResponse`]).
 pub const BOOK_PROTOCOL: &str = "/gpuflow/book/1";
-/// Request-response protocol for quotes, status and connection details (next milestone).
+/// Request-response protocol for quotes, status and connection details
+/// ([`LeaseRequest`] → [`LeaseResponse`]).
 pub const LEASE_PROTOCOL: &str = "/gpuflow/lease/1";
 
 /// Largest gossip message: one offer (at most [`MAX_OFFER_BYTES`]) plus envelope, with room.

@@ -3,6 +3,7 @@
 //! no lock.
 
 mod gossip;
+mod lease;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -83,6 +84,7 @@ pub struct EventLoop {
     book_rate: RateLimiter<PeerId>,
     rejected_messages: u64,
     rate_limited: u64,
+    leases: lease::Leases,
 }
 
 impl EventLoop {
@@ -115,6 +117,7 @@ impl EventLoop {
             unsent: HashMap::new(),
             rejected_messages: 0,
             rate_limited: 0,
+            leases: lease::Leases::default(),
         }
     }
 
@@ -124,6 +127,7 @@ impl EventLoop {
         let mut sweep = tokio::time::interval(self.limits.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let lease_deadline = self.leases.next_deadline();
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -131,6 +135,8 @@ impl EventLoop {
                 // shutdown.
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 _ = sweep.tick() => self.sweep(),
+                () = tokio::time::sleep_until(lease_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if lease_deadline.is_some() => self.expire_leases(),
             }
         }
         info!(target: "p2p", peer = %self.swarm.local_peer_id(), "p2p event loop stopped");
@@ -193,6 +199,20 @@ impl EventLoop {
                     rejected_messages: self.rejected_messages,
                     rate_limited: self.rate_limited,
                 });
+            }
+            Command::ServeLeases { reply } => self.serve_leases(reply),
+            Command::RequestLease {
+                peer,
+                addr,
+                request,
+                reply,
+            } => self.request_lease(peer, addr, request, reply),
+            Command::RespondLease {
+                token,
+                response,
+                reply,
+            } => {
+                let _ = reply.send(self.respond_lease(token, response));
             }
             #[cfg(feature = "test-utils")]
             Command::PublishRaw { data, reply } => {
@@ -320,14 +340,13 @@ impl EventLoop {
         match event {
             BehaviourEvent::Gossipsub(ev) => self.on_gossip_event(ev),
             BehaviourEvent::Book(ev) => self.on_book_event(ev),
+            BehaviourEvent::Lease(ev) => self.on_lease_event(ev),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.on_identified(peer_id, info);
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 self.on_discovered(peer)
             }
-            // Lease protocol (`/gpuflow/lease/1`, next milestone): its behaviour's events go
-            // in their own arm here.
             _ => {}
         }
     }

@@ -7,4 +7,5 @@ mod common;
 mod fetch;
 mod gossip;
 mod invalid;
+mod lease;
 mod sync;

@@ -1,0 +1,452 @@
+//! Quotes over `/gpuflow/lease/1`: the [`QuoteDesk`] checks a renter's [`QuoteRequest`]
+//! against this host's own offers, holds the GPUs for a few minutes and answers with an EIP-712
+//! quote signed by the host wallet; [`serve`] is the task that answers the p2p requests.
+//!
+//! The desk is owned by one task (no lock): reservations live in memory and are lost on restart,
+//! which is safe because a quote cannot be opened after its `expiry`, and the reservation lasts
+//! exactly until then.
+//!
+//! Rules a request must pass, in order (each failure has its own [`QuoteError`]):
+//! - the offer is one of this host's offers;
+//! - the renter wallet is not the zero address;
+//! - `duration_secs` lies within the offer's `min_duration_secs..=max_duration_secs`;
+//! - `1 <= gpus <= ` the offer's GPU count;
+//! - `image_or_template` is one of the offer's `templates`, or — when the offer lists no
+//!   templates — any container image reference (`[A-Za-z0-9._/:@-]`, at most
+//!   [`MAX_IMAGE_BYTES`]);
+//! - `ssh_public_key` looks like one line of an OpenSSH `authorized_keys` entry
+//!   (`<type> <base64> [comment]`);
+//! - the price per second, `floor(price_per_gpu_hour * gpus / 3600)` base units, is above zero;
+//! - enough of the offer's GPUs are free of other live reservations.
+//!
+//! `Status` and `Opened` requests are answered `unsupported` until the lease engine is wired in.
+
+use std::collections::HashMap;
+
+use alloy::primitives::{Address, U256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::Eip712Domain;
+use gpuflow_p2p::{Client, InboundLease};
+use gpuflow_protocol::escrow::{self, Quote};
+use gpuflow_protocol::offer::{Offer, OfferId};
+use gpuflow_protocol::wire::{
+    LeaseRequest, LeaseResponse, MAX_IMAGE_BYTES, MAX_SSH_KEY_BYTES, QuoteRequest, SignedQuote,
+    code,
+};
+use tokio::sync::mpsc;
+
+use crate::config::ChainConfig;
+use crate::lease::spec::{InvalidSpec, LeaseSpec};
+use crate::offers::OfferPlan;
+
+/// How long the GPUs are held for a quote, and so how long the quote can be opened.
+pub const RESERVATION_SECS: u64 = 300;
+
+/// OpenSSH public key types a renter may send.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// One offer the desk quotes for, with the GPUs behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskOffer {
+    /// The offer's id.
+    pub id: OfferId,
+    /// The offer's terms (price, durations, templates, GPU count).
+    pub offer: Offer,
+    /// GPU ids (indices or UUIDs) behind the offer, one per GPU; quotes reserve from these and
+    /// name the reserved ones in the lease spec.
+    pub devices: Vec<String>,
+}
+
+/// Why a quote was refused. [`QuoteError::code`] gives the wire code.
+#[derive(Debug, thiserror::Error)]
+pub enum QuoteError {
+    /// No such offer on this host.
+    #[error("offer {id} is not offered by this host; search the book again for current offers")]
+    UnknownOffer {
+        /// The id asked for.
+        id: OfferId,
+    },
+    /// The renter wallet is the zero address.
+    #[error("renter wallet is the zero address; send the wallet that will call open")]
+    ZeroRenter,
+    /// Duration outside the offer's bounds.
+    #[error(
+        "duration {asked}s is outside this offer's {min}s to {max}s; ask for a duration in that range"
+    )]
+    Duration {
+        /// Asked for.
+        asked: u64,
+        /// The offer's minimum.
+        min: u64,
+        /// The offer's maximum.
+        max: u64,
+    },
+    /// GPU count zero or above the offer's.
+    #[error("{asked} GPUs asked for, the offer has {offered}; ask for 1 to {offered}")]
+    Gpus {
+        /// Asked for.
+        asked: u32,
+        /// In the offer.
+        offered: u32,
+    },
+    /// A template the offer does not list.
+    #[error("template {asked:?} is not offered here; pick one of {allowed:?}")]
+    Template {
+        /// Asked for.
+        asked: String,
+        /// The offer's templates.
+        allowed: Vec<String>,
+    },
+    /// Not a container image reference.
+    #[error(
+        "{asked:?} is not a container image reference (at most {MAX_IMAGE_BYTES} bytes of A-Z a-z 0-9 . _ / : @ -)"
+    )]
+    Image {
+        /// Asked for (cut to its first 64 characters).
+        asked: String,
+    },
+    /// Not an OpenSSH public key.
+    #[error(
+        "SSH public key is not an OpenSSH public key ({why}); send the contents of ~/.ssh/id_ed25519.pub"
+    )]
+    SshKey {
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The per-second price rounds down to zero.
+    #[error(
+        "{gpus} GPU(s) at {per_gpu_hour} base units per GPU-hour is less than one base unit per \
+         second; the escrow bills per second, so rent more GPUs or pick a pricier offer"
+    )]
+    PriceTooLow {
+        /// The offer's price per GPU-hour.
+        per_gpu_hour: u128,
+        /// GPUs asked for.
+        gpus: u32,
+    },
+    /// Not enough free GPUs.
+    #[error(
+        "only {free} of the {asked} GPUs asked for are free right now; try again in a few minutes or ask for fewer"
+    )]
+    NoCapacity {
+        /// Free GPUs.
+        free: usize,
+        /// Asked for.
+        asked: u32,
+    },
+    /// The lease spec built from the request is invalid.
+    #[error(transparent)]
+    Spec(#[from] InvalidSpec),
+    /// The host wallet could not sign.
+    #[error("host wallet could not sign the quote: {0}")]
+    Sign(#[source] alloy::signers::Error),
+}
+
+impl QuoteError {
+    /// The machine-readable code sent to the renter.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownOffer { .. } => code::UNKNOWN_OFFER,
+            Self::NoCapacity { .. } => code::NO_CAPACITY,
+            Self::Sign(_) => code::INTERNAL,
+            Self::ZeroRenter
+            | Self::Duration { .. }
+            | Self::Gpus { .. }
+            | Self::Template { .. }
+            | Self::Image { .. }
+            | Self::SshKey { .. }
+            | Self::PriceTooLow { .. }
+            | Self::Spec(_) => code::INVALID_REQUEST,
+        }
+    }
+
+    /// The answer to send to the renter.
+    pub fn to_response(&self) -> LeaseResponse {
+        LeaseResponse::error(self.code(), self.to_string())
+    }
+}
+
+/// GPUs held for one quote until `until`.
+#[derive(Debug, Clone)]
+struct Reservation {
+    offer: OfferId,
+    devices: Vec<String>,
+    until: u64,
+}
+
+/// Validates quote requests, reserves GPUs and signs quotes. See the module docs for the rules.
+#[derive(Debug)]
+pub struct QuoteDesk {
+    wallet: PrivateKeySigner,
+    domain: Eip712Domain,
+    offers: HashMap<OfferId, DeskOffer>,
+    /// Live reservations. Each holds at least one GPU, so there are never more than the host
+    /// has GPUs: the capacity check bounds this list.
+    reservations: Vec<Reservation>,
+    last_nonce: u64,
+    reservation_secs: u64,
+}
+
+impl QuoteDesk {
+    /// A desk quoting `offers` for `wallet` on the escrow `escrow` of chain `chain_id`.
+    pub fn new(
+        wallet: PrivateKeySigner,
+        chain_id: u64,
+        escrow: Address,
+        offers: Vec<DeskOffer>,
+    ) -> Self {
+        Self {
+            wallet,
+            domain: escrow::domain(chain_id, escrow),
+            offers: offers.into_iter().map(|o| (o.id, o)).collect(),
+            reservations: Vec::new(),
+            last_nonce: 0,
+            reservation_secs: RESERVATION_SECS,
+        }
+    }
+
+    /// A desk for the node's offer plans. The GPU groups carry no device ids yet, so each plan's
+    /// GPUs are named by position: the first plan gets "0".."n-1", the next continues from n.
+    /// This matches the detection order of the inventory; the lease engine re-checks devices
+    /// when it launches a lease.
+    pub fn from_plans(wallet: PrivateKeySigner, chain: &ChainConfig, plans: &[OfferPlan]) -> Self {
+        let mut next = 0u32;
+        let offers = plans
+            .iter()
+            .map(|p| {
+                let devices = (next..next.saturating_add(p.offer.gpu.count))
+                    .map(|i| i.to_string())
+                    .collect();
+                next = next.saturating_add(p.offer.gpu.count);
+                DeskOffer {
+                    id: p.id,
+                    offer: p.offer.clone(),
+                    devices,
+                }
+            })
+            .collect();
+        Self::new(wallet, chain.chain_id, chain.escrow, offers)
+    }
+
+    /// The EIP-712 domain quotes are signed under.
+    pub fn domain(&self) -> &Eip712Domain {
+        &self.domain
+    }
+
+    /// GPUs of `offer` held by live reservations at `now`.
+    pub fn reserved(&self, offer: OfferId, now: u64) -> usize {
+        self.reservations
+            .iter()
+            .filter(|r| r.offer == offer && r.until > now)
+            .map(|r| r.devices.len())
+            .sum()
+    }
+
+    /// Checks `req`, reserves its GPUs until `now + RESERVATION_SECS` and returns the signed
+    /// quote. `now` is unix seconds.
+    pub fn quote(&mut self, req: &QuoteRequest, now: u64) -> Result<SignedQuote, QuoteError> {
+        self.reservations.retain(|r| r.until > now);
+        let desk_offer = self
+            .offers
+            .get(&req.offer_id)
+            .ok_or(QuoteError::UnknownOffer { id: req.offer_id })?;
+        let offer = &desk_offer.offer;
+        check_request(offer, req)?;
+        let price = price_per_second(offer.price_per_gpu_hour, req.gpus)?;
+
+        let taken: Vec<&String> = self
+            .reservations
+            .iter()
+            .filter(|r| r.offer == req.offer_id)
+            .flat_map(|r| &r.devices)
+            .collect();
+        let free: Vec<String> = desk_offer
+            .devices
+            .iter()
+            .filter(|d| !taken.contains(d))
+            .cloned()
+            .collect();
+        let asked = usize::try_from(req.gpus).unwrap_or(usize::MAX);
+        if free.len() < asked {
+            return Err(QuoteError::NoCapacity {
+                free: free.len(),
+                asked: req.gpus,
+            });
+        }
+        let devices: Vec<String> = free.into_iter().take(asked).collect();
+
+        let spec = LeaseSpec {
+            gpus: devices.clone(),
+            image: Some(req.image_or_template.clone()),
+            ssh_public_key: Some(req.ssh_public_key.clone()),
+            ..LeaseSpec::default()
+        };
+        spec.validate()?;
+        let spec_json = canonical_json(&spec);
+
+        let until = now.saturating_add(self.reservation_secs);
+        // Strictly increasing in this process; seeded from the clock in microseconds so a
+        // restarted node keeps increasing unless it issued over a million quotes a second.
+        let nonce = self
+            .last_nonce
+            .saturating_add(1)
+            .max(now.saturating_mul(1_000_000));
+        let quote = Quote {
+            host: self.wallet.address(),
+            renter: req.renter,
+            pricePerSecond: price,
+            maxDuration: U256::from(req.duration_secs),
+            expiry: U256::from(until),
+            nonce: U256::from(nonce),
+            specHash: keccak256(spec_json.as_bytes()),
+        };
+        let signature =
+            escrow::sign_quote(&self.wallet, &quote, &self.domain).map_err(QuoteError::Sign)?;
+        self.last_nonce = nonce;
+        self.reservations.push(Reservation {
+            offer: req.offer_id,
+            devices,
+            until,
+        });
+        Ok(SignedQuote {
+            quote: quote.into(),
+            signature,
+            reserved_until: until,
+            spec: spec_json,
+        })
+    }
+}
+
+/// The canonical JSON of a lease spec, whose keccak256 is the quote's `specHash`: serde's
+/// output with the struct's field order and the env map sorted (it is a `BTreeMap`).
+pub fn canonical_json(spec: &LeaseSpec) -> String {
+    // A struct of strings, integers and a string map: serializing cannot fail.
+    serde_json::to_string(spec).unwrap_or_default()
+}
+
+/// `floor(per_gpu_hour * gpus / 3600)`, refusing zero (the escrow bills per second).
+fn price_per_second(per_gpu_hour: u128, gpus: u32) -> Result<U256, QuoteError> {
+    let per_second = U256::from(per_gpu_hour) * U256::from(gpus) / U256::from(3600u64);
+    if per_second.is_zero() {
+        return Err(QuoteError::PriceTooLow { per_gpu_hour, gpus });
+    }
+    Ok(per_second)
+}
+
+fn check_request(offer: &Offer, req: &QuoteRequest) -> Result<(), QuoteError> {
+    if req.renter == Address::ZERO {
+        return Err(QuoteError::ZeroRenter);
+    }
+    if req.duration_secs < offer.min_duration_secs || req.duration_secs > offer.max_duration_secs {
+        return Err(QuoteError::Duration {
+            asked: req.duration_secs,
+            min: offer.min_duration_secs,
+            max: offer.max_duration_secs,
+        });
+    }
+    if req.gpus == 0 || req.gpus > offer.gpu.count {
+        return Err(QuoteError::Gpus {
+            asked: req.gpus,
+            offered: offer.gpu.count,
+        });
+    }
+    check_image(&offer.templates, &req.image_or_template)?;
+    check_ssh_key(&req.ssh_public_key)
+}
+
+fn check_image(templates: &[String], asked: &str) -> Result<(), QuoteError> {
+    if !templates.is_empty() {
+        if templates.iter().any(|t| t == asked) {
+            return Ok(());
+        }
+        return Err(QuoteError::Template {
+            asked: asked.chars().take(64).collect(),
+            allowed: templates.to_vec(),
+        });
+    }
+    let valid = !asked.is_empty()
+        && asked.len() <= MAX_IMAGE_BYTES
+        && !asked.starts_with(['-', '/', ':', '@'])
+        && asked
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(QuoteError::Image {
+            asked: asked.chars().take(64).collect(),
+        })
+    }
+}
+
+fn check_ssh_key(key: &str) -> Result<(), QuoteError> {
+    let bad = |why| Err(QuoteError::SshKey { why });
+    if key.len() > MAX_SSH_KEY_BYTES {
+        return bad("too long");
+    }
+    if key.contains(['\n', '\r', '\0']) {
+        return bad("must be one line");
+    }
+    let mut parts = key.split_ascii_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return bad("expected `<type> <base64> [comment]`");
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return bad("unknown key type");
+    }
+    let base64 = blob.len() >= 16
+        && blob.len() % 4 == 0
+        && blob
+            .trim_end_matches('=')
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
+    if !base64 {
+        return bad("key data is not base64");
+    }
+    Ok(())
+}
+
+/// Answers the inbound lease requests from `inbound` with `desk` until the p2p event loop
+/// closes the channel. Quotes are signed in this task: a signature takes well under a
+/// millisecond, far below the p2p answer timeout.
+pub async fn serve(mut desk: QuoteDesk, client: Client, mut inbound: mpsc::Receiver<InboundLease>) {
+    while let Some(InboundLease {
+        peer,
+        token,
+        request,
+    }) = inbound.recv().await
+    {
+        let response = match request {
+            LeaseRequest::Quote(req) => match desk.quote(&req, crate::offers::unix_now()) {
+                Ok(q) => {
+                    tracing::info!(target: "lease", %peer, offer = %req.offer_id, gpus = req.gpus,
+                        renter = %req.renter, reserved_until = q.reserved_until, "quote issued");
+                    LeaseResponse::Quote(q)
+                }
+                Err(e) => {
+                    tracing::info!(target: "lease", %peer, offer = %req.offer_id, error = %e, "quote refused");
+                    e.to_response()
+                }
+            },
+            LeaseRequest::Status { .. } | LeaseRequest::Opened { .. } => LeaseResponse::error(
+                code::UNSUPPORTED,
+                "this host does not answer lease status yet; watch the escrow contract instead",
+            ),
+        };
+        if let Err(e) = client.respond_lease(token, response).await {
+            tracing::debug!(target: "lease", %peer, error = %e, "lease answer not delivered");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "quote_tests.rs"]
+mod tests;

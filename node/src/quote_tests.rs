@@ -1,0 +1,323 @@
+use super::*;
+use gpuflow_protocol::offer::fixture::TestHost;
+
+const NOW: u64 = 1_800_000_000;
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb0d3JlbnRlcmtleWJ5dGVzMTIzNDU2Nzg5MDEy renter@laptop";
+
+/// A desk with one 4-GPU offer at 400_000 base units per GPU-hour and templates `pytorch`.
+fn desk() -> (QuoteDesk, TestHost, OfferId) {
+    let host = TestHost::from_seed(41);
+    let mut offer = host.offer("a", NOW);
+    offer.gpu.count = 4;
+    let id = OfferId::derive(&host.peer_id(), "a");
+    let devices = (0..4).map(|i| i.to_string()).collect();
+    let desk = QuoteDesk::new(
+        host.wallet.clone(),
+        31_337,
+        Address::repeat_byte(0xee),
+        vec![DeskOffer { id, offer, devices }],
+    );
+    (desk, host, id)
+}
+
+fn request(id: OfferId, gpus: u32) -> QuoteRequest {
+    QuoteRequest {
+        offer_id: id,
+        renter: Address::repeat_byte(2),
+        duration_secs: 3600,
+        image_or_template: "pytorch".into(),
+        ssh_public_key: KEY.into(),
+        gpus,
+    }
+}
+
+#[test]
+fn valid_request_gives_a_quote_signed_by_the_host_wallet() {
+    let (mut desk, host, id) = desk();
+    let q = desk.quote(&request(id, 2), NOW).unwrap();
+    let quote = Quote::from(q.quote.clone());
+    let signer = escrow::recover_quote_signer(&quote, &q.signature, desk.domain()).unwrap();
+    assert_eq!(signer, host.wallet.address());
+    assert_eq!(quote.host, host.wallet.address());
+    assert_eq!(quote.renter, Address::repeat_byte(2));
+    // floor(400_000 * 2 / 3600) = 222
+    assert_eq!(quote.pricePerSecond, U256::from(222u64));
+    assert_eq!(quote.maxDuration, U256::from(3600u64));
+    assert_eq!(quote.expiry, U256::from(NOW + RESERVATION_SECS));
+    assert_eq!(q.reserved_until, NOW + RESERVATION_SECS);
+    // The spec travels with the quote and is what the hash commits to.
+    assert_eq!(quote.specHash, keccak256(q.spec.as_bytes()));
+    let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
+    assert_eq!(spec.gpus, vec!["0".to_owned(), "1".to_owned()]);
+    assert_eq!(spec.image.as_deref(), Some("pytorch"));
+    assert_eq!(spec.ssh_public_key.as_deref(), Some(KEY));
+    assert_eq!(desk.reserved(id, NOW), 2);
+}
+
+#[test]
+fn nonces_strictly_increase() {
+    let (mut desk, _, id) = desk();
+    let a = desk.quote(&request(id, 1), NOW).unwrap();
+    let b = desk.quote(&request(id, 1), NOW).unwrap();
+    assert!(b.quote.nonce > a.quote.nonce);
+    // Two quotes of the same terms are two different leases.
+    assert_ne!(
+        escrow::lease_id(&Quote::from(a.quote), desk.domain()),
+        escrow::lease_id(&Quote::from(b.quote), desk.domain())
+    );
+}
+
+#[test]
+fn each_invalid_request_gets_its_own_error() {
+    let (mut desk, _, id) = desk();
+    let with = |f: &dyn Fn(&mut QuoteRequest)| {
+        let mut r = request(id, 1);
+        f(&mut r);
+        r
+    };
+    type IsExpected = fn(&QuoteError) -> bool;
+    let cases: Vec<(QuoteRequest, IsExpected)> = vec![
+        (with(&|r| r.offer_id = OfferId([9; 16])), |e| {
+            matches!(e, QuoteError::UnknownOffer { .. })
+        }),
+        (with(&|r| r.renter = Address::ZERO), |e| {
+            matches!(e, QuoteError::ZeroRenter)
+        }),
+        (with(&|r| r.duration_secs = 59), |e| {
+            matches!(e, QuoteError::Duration { asked: 59, .. })
+        }),
+        (with(&|r| r.duration_secs = 8 * 86_400), |e| {
+            matches!(e, QuoteError::Duration { .. })
+        }),
+        (with(&|r| r.gpus = 0), |e| {
+            matches!(
+                e,
+                QuoteError::Gpus {
+                    asked: 0,
+                    offered: 4
+                }
+            )
+        }),
+        (with(&|r| r.gpus = 5), |e| {
+            matches!(
+                e,
+                QuoteError::Gpus {
+                    asked: 5,
+                    offered: 4
+                }
+            )
+        }),
+        (
+            with(&|r| r.image_or_template = "ubuntu:24.04".into()),
+            |e| matches!(e, QuoteError::Template { .. }),
+        ),
+        (with(&|r| r.ssh_public_key = "hello".into()), |e| {
+            matches!(e, QuoteError::SshKey { .. })
+        }),
+        (
+            with(&|r| r.ssh_public_key = KEY.replace("ssh-ed25519", "ssh-foo")),
+            |e| {
+                matches!(
+                    e,
+                    QuoteError::SshKey {
+                        why: "unknown key type"
+                    }
+                )
+            },
+        ),
+        (
+            with(&|r| r.ssh_public_key = format!("{KEY}\nssh-rsa AAAA")),
+            |e| {
+                matches!(
+                    e,
+                    QuoteError::SshKey {
+                        why: "must be one line"
+                    }
+                )
+            },
+        ),
+        (
+            with(&|r| r.ssh_public_key = "ssh-ed25519 not*base64*at*all!!".into()),
+            |e| matches!(e, QuoteError::SshKey { .. }),
+        ),
+    ];
+    for (req, is_expected) in cases {
+        let err = desk.quote(&req, NOW).unwrap_err();
+        assert!(is_expected(&err), "{req:?} gave {err:?}");
+        assert!(matches!(err.to_response(), LeaseResponse::Error { .. }));
+    }
+    // Nothing was reserved by the refused requests.
+    assert_eq!(desk.reserved(id, NOW), 0);
+}
+
+#[test]
+fn any_image_is_allowed_when_the_offer_lists_no_templates() {
+    let (mut desk, _, id) = desk();
+    if let Some(o) = desk.offers.get_mut(&id) {
+        o.offer.templates.clear();
+    }
+    let mut req = request(id, 1);
+    req.image_or_template = "ghcr.io/org/img:1.0@sha256:abc".into();
+    desk.quote(&req, NOW).unwrap();
+    req.image_or_template = "img; rm -rf /".into();
+    assert!(matches!(
+        desk.quote(&req, NOW),
+        Err(QuoteError::Image { .. })
+    ));
+    req.image_or_template = "i".repeat(MAX_IMAGE_BYTES + 1);
+    assert!(matches!(
+        desk.quote(&req, NOW),
+        Err(QuoteError::Image { .. })
+    ));
+}
+
+#[test]
+fn price_that_floors_to_zero_is_refused() {
+    let (mut desk, _, id) = desk();
+    if let Some(o) = desk.offers.get_mut(&id) {
+        o.offer.price_per_gpu_hour = 3599;
+    }
+    let err = desk.quote(&request(id, 1), NOW).unwrap_err();
+    assert!(matches!(
+        err,
+        QuoteError::PriceTooLow {
+            per_gpu_hour: 3599,
+            gpus: 1
+        }
+    ));
+    assert_eq!(err.code(), code::INVALID_REQUEST);
+    // Two GPUs at the same price make 7198 / 3600 = 1 per second.
+    let q = desk.quote(&request(id, 2), NOW).unwrap();
+    assert_eq!(q.quote.price_per_second, U256::from(1u64));
+}
+
+#[test]
+fn overlapping_reservations_beyond_capacity_are_refused() {
+    let (mut desk, _, id) = desk();
+    let first = desk.quote(&request(id, 3), NOW).unwrap();
+    let err = desk.quote(&request(id, 2), NOW + 10).unwrap_err();
+    assert!(
+        matches!(err, QuoteError::NoCapacity { free: 1, asked: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), code::NO_CAPACITY);
+    // The one free GPU can still be quoted, and it is a different one.
+    let second = desk.quote(&request(id, 1), NOW + 10).unwrap();
+    let a: LeaseSpec = serde_json::from_str(&first.spec).unwrap();
+    let b: LeaseSpec = serde_json::from_str(&second.spec).unwrap();
+    assert!(b.gpus.iter().all(|g| !a.gpus.contains(g)), "{a:?} {b:?}");
+    assert_eq!(desk.reserved(id, NOW + 10), 4);
+}
+
+#[test]
+fn capacity_is_free_again_after_the_reservation_expires() {
+    let (mut desk, _, id) = desk();
+    desk.quote(&request(id, 4), NOW).unwrap();
+    let until = NOW + RESERVATION_SECS;
+    assert!(matches!(
+        desk.quote(&request(id, 1), until - 1),
+        Err(QuoteError::NoCapacity { free: 0, .. })
+    ));
+    assert_eq!(desk.reserved(id, until), 0);
+    let q = desk.quote(&request(id, 4), until).unwrap();
+    assert_eq!(q.reserved_until, until + RESERVATION_SECS);
+    // Expired reservations were dropped, not just ignored.
+    assert_eq!(desk.reservations.len(), 1);
+}
+
+#[test]
+fn from_plans_numbers_gpus_across_offers() {
+    let host = TestHost::from_seed(42);
+    let plans: Vec<OfferPlan> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let mut offer = host.offer(name, NOW);
+            offer.gpu.count = 2;
+            OfferPlan {
+                id: OfferId::derive(&host.peer_id(), name),
+                offer,
+            }
+        })
+        .collect();
+    let chain = ChainConfig {
+        chain_id: 31_337,
+        escrow: Address::repeat_byte(0xee),
+        token: Address::repeat_byte(0x70),
+        token_decimals: 6,
+    };
+    let mut desk = QuoteDesk::from_plans(host.wallet, &chain, &plans);
+    let q = desk.quote(&request(plans[1].id, 2), NOW).unwrap();
+    let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
+    assert_eq!(spec.gpus, vec!["2".to_owned(), "3".to_owned()]);
+    assert_eq!(
+        desk.domain(),
+        &escrow::domain(31_337, Address::repeat_byte(0xee))
+    );
+}
+
+/// `serve` over real p2p: a renter node asks for a quote and gets one signed by the host
+/// wallet; a status request is answered `unsupported`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_quote_reaches_the_renter_over_p2p() {
+    use gpuflow_p2p::{P2pConfig, keypair_from_dalek};
+    use gpuflow_protocol::book::OfferBook;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    let (desk, host, id) = desk();
+    let domain = desk.domain().clone();
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let (host_client, host_loop, _) = gpuflow_p2p::new(
+        P2pConfig::loopback(keypair_from_dalek(&host.key)),
+        OfferBook::new(),
+    )
+    .unwrap();
+    tokio::spawn(host_loop.run(stop.clone()));
+    let inbound = host_client.serve_leases().await.unwrap();
+    tokio::spawn(serve(desk, host_client.clone(), inbound));
+    let (renter, renter_loop, _) = gpuflow_p2p::new(
+        P2pConfig::new(gpuflow_p2p::Keypair::generate_ed25519()),
+        OfferBook::new(),
+    )
+    .unwrap();
+    tokio::spawn(renter_loop.run(stop.clone()));
+
+    let ask = async {
+        let addr = host_client.listen_addrs().await.unwrap()[0].clone();
+        let peer = host_client.peer_id();
+        let quote = renter
+            .request_lease(
+                peer,
+                Some(addr.clone()),
+                LeaseRequest::Quote(request(id, 1)),
+            )
+            .await
+            .unwrap();
+        let status = renter
+            .request_lease(
+                peer,
+                Some(addr),
+                LeaseRequest::Status {
+                    lease_id: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        (quote, status)
+    };
+    let (quote, status) = tokio::time::timeout(Duration::from_secs(30), ask)
+        .await
+        .unwrap();
+    let LeaseResponse::Quote(q) = quote else {
+        panic!("expected a quote, got {quote:?}");
+    };
+    let signer =
+        escrow::recover_quote_signer(&Quote::from(q.quote), &q.signature, &domain).unwrap();
+    assert_eq!(signer, host.wallet.address());
+    assert!(
+        matches!(&status, LeaseResponse::Error { code: c, .. } if c == code::UNSUPPORTED),
+        "{status:?}"
+    );
+}

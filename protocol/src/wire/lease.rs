@@ -1,0 +1,325 @@
+//! `/gpuflow/lease/1`: the renter asks a host for a signed quote, later tells it the `open`
+//! transaction and asks for the lease status.
+//!
+//! This milestone answers only [`LeaseRequest::Quote`]; hosts answer [`LeaseRequest::Status`]
+//! and [`LeaseRequest::Opened`] with [`LeaseResponse::Error`] code [`code::UNSUPPORTED`] until
+//! the lease engine is wired to the protocol. Renters must treat that code as "not yet", not as
+//! a broken host.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use serde::{Deserialize, Serialize};
+
+use super::{WireError, decode_limited, encode};
+use crate::escrow::Quote;
+use crate::offer::OfferId;
+
+/// Largest encoded [`LeaseRequest`]: a quote request with the longest image and SSH key, with
+/// room for the envelope.
+pub const MAX_LEASE_REQUEST_BYTES: usize = 4 * 1024;
+/// Largest encoded [`LeaseResponse`]: a signed quote carrying the lease spec it commits to.
+pub const MAX_LEASE_RESPONSE_BYTES: usize = 8 * 1024;
+/// Longest `image_or_template` in a [`QuoteRequest`].
+pub const MAX_IMAGE_BYTES: usize = 256;
+/// Longest `ssh_public_key` in a [`QuoteRequest`] (a 4096-bit RSA key is about 750 bytes).
+pub const MAX_SSH_KEY_BYTES: usize = 2 * 1024;
+/// Longest `message` in a [`LeaseResponse::Error`].
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// Machine-readable codes of [`LeaseResponse::Error`]. Unknown codes must be treated as a
+/// refusal, so hosts may add codes without a protocol version bump.
+pub mod code {
+    /// The host does not answer this request kind yet.
+    pub const UNSUPPORTED: &str = "unsupported";
+    /// Too many requests are waiting for the host; try again in a few seconds.
+    pub const BUSY: &str = "busy";
+    /// The host node did not answer in time; try again.
+    pub const TIMEOUT: &str = "timeout";
+    /// No offer with that id on this host (or it expired).
+    pub const UNKNOWN_OFFER: &str = "unknown_offer";
+    /// A field of the request is out of range or malformed; `message` says which.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The GPUs asked for are reserved or leased by someone else.
+    pub const NO_CAPACITY: &str = "no_capacity";
+    /// The host failed on its side (signing, clock).
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A request on `/gpuflow/lease/1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LeaseRequest {
+    /// Ask for a signed quote (answered by [`LeaseResponse::Quote`] or an error).
+    Quote(QuoteRequest),
+    /// Ask for the host's view of a lease (not answered yet: [`code::UNSUPPORTED`]).
+    Status {
+        /// The lease id (EIP-712 digest of the quote).
+        lease_id: B256,
+    },
+    /// Tell the host the renter sent `open` (not answered yet: [`code::UNSUPPORTED`]).
+    Opened {
+        /// The lease id.
+        lease_id: B256,
+        /// Hash of the `open` transaction, so the host need not wait for its chain watcher.
+        tx_hash: B256,
+    },
+}
+
+impl LeaseRequest {
+    /// Decodes, refusing anything over [`MAX_LEASE_REQUEST_BYTES`] before parsing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode_limited(bytes, MAX_LEASE_REQUEST_BYTES)
+    }
+
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+/// What the renter wants to rent. The host checks every field against its offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    /// The offer, which must be one of the host's own current offers.
+    pub offer_id: OfferId,
+    /// The renter's wallet; the quote is bound to it, so nobody else can open it.
+    pub renter: Address,
+    /// Wanted lease length, seconds (becomes the quote's `maxDuration`).
+    pub duration_secs: u64,
+    /// A template name from the offer's list, or a container image where the list is empty.
+    pub image_or_template: String,
+    /// OpenSSH public key installed for the renter (`ssh-ed25519 AAAA… comment`).
+    pub ssh_public_key: String,
+    /// GPUs wanted, at most the offer's count.
+    pub gpus: u32,
+}
+
+/// A response on `/gpuflow/lease/1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+// A quote is the common answer; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum LeaseResponse {
+    /// A quote, signed by the host wallet, to pass to the escrow's `open`.
+    Quote(SignedQuote),
+    /// The host's view of a lease.
+    Status(LeaseStatus),
+    /// Request received and acted on.
+    Ack,
+    /// Refused; `code` is one of [`code`] (or a newer one), `message` is for people.
+    Error {
+        /// Machine-readable reason.
+        code: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+impl LeaseResponse {
+    /// An error answer with `code` and `message`, the message cut to
+    /// [`MAX_ERROR_MESSAGE_BYTES`] so the response always fits its limit.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE_BYTES {
+            let mut cut = MAX_ERROR_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Self::Error {
+            code: code.to_owned(),
+            message,
+        }
+    }
+
+    /// Decodes, refusing anything over [`MAX_LEASE_RESPONSE_BYTES`] before parsing.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode_limited(bytes, MAX_LEASE_RESPONSE_BYTES)
+    }
+
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+/// The host's view of one lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseStatus {
+    /// The lease id.
+    pub lease_id: B256,
+    /// Lease state as the host's lease engine names it (e.g. `pending`, `running`).
+    pub state: String,
+}
+
+/// The escrow [`Quote`] in a serde-friendly form (the `sol!` struct has no serde support).
+/// Convert with `Quote::from` / `QuoteTerms::from`; the conversion is lossless.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteTerms {
+    /// Host wallet: signs the quote, receives payment.
+    pub host: Address,
+    /// The only wallet that may open the quote.
+    pub renter: Address,
+    /// Price per second of the whole lease, token base units.
+    pub price_per_second: U256,
+    /// Longest billed duration, seconds.
+    pub max_duration: U256,
+    /// Unix seconds after which the quote can no longer be opened.
+    pub expiry: U256,
+    /// Host-chosen, strictly increasing per host.
+    pub nonce: U256,
+    /// keccak256 of the lease spec JSON in [`SignedQuote::spec`].
+    pub spec_hash: B256,
+}
+
+impl From<Quote> for QuoteTerms {
+    fn from(q: Quote) -> Self {
+        Self {
+            host: q.host,
+            renter: q.renter,
+            price_per_second: q.pricePerSecond,
+            max_duration: q.maxDuration,
+            expiry: q.expiry,
+            nonce: q.nonce,
+            spec_hash: q.specHash,
+        }
+    }
+}
+
+impl From<QuoteTerms> for Quote {
+    fn from(t: QuoteTerms) -> Self {
+        Self {
+            host: t.host,
+            renter: t.renter,
+            pricePerSecond: t.price_per_second,
+            maxDuration: t.max_duration,
+            expiry: t.expiry,
+            nonce: t.nonce,
+            specHash: t.spec_hash,
+        }
+    }
+}
+
+/// A quote as the host answers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedQuote {
+    /// The terms the host signed.
+    pub quote: QuoteTerms,
+    /// 65-byte `r || s || v` EIP-712 signature by `quote.host`
+    /// (check with [`crate::escrow::recover_quote_signer`]).
+    pub signature: Bytes,
+    /// Unix seconds until which the host holds the GPUs for this quote.
+    pub reserved_until: u64,
+    /// The exact lease spec JSON whose keccak256 is `quote.spec_hash`, so the renter can check
+    /// what it is paying for before calling `open`.
+    pub spec: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::keccak256;
+
+    fn quote_request() -> QuoteRequest {
+        QuoteRequest {
+            offer_id: OfferId([7; 16]),
+            renter: Address::repeat_byte(2),
+            duration_secs: 3600,
+            image_or_template: "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime".into(),
+            ssh_public_key: format!("ssh-rsa {} renter@laptop", "A".repeat(MAX_SSH_KEY_BYTES)),
+            gpus: 2,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_and_the_largest_fits_the_limit() {
+        let mut q = quote_request();
+        q.image_or_template = "i".repeat(MAX_IMAGE_BYTES);
+        let reqs = [
+            LeaseRequest::Quote(q),
+            LeaseRequest::Status {
+                lease_id: B256::repeat_byte(1),
+            },
+            LeaseRequest::Opened {
+                lease_id: B256::repeat_byte(1),
+                tx_hash: B256::repeat_byte(2),
+            },
+        ];
+        for r in reqs {
+            let bytes = r.encode();
+            assert!(bytes.len() <= MAX_LEASE_REQUEST_BYTES, "{}", bytes.len());
+            assert_eq!(LeaseRequest::decode(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn responses_round_trip_and_quote_terms_convert_losslessly() {
+        let spec = format!(
+            "{{\"ssh_public_key\":\"{}\"}}",
+            "A".repeat(MAX_SSH_KEY_BYTES)
+        );
+        let quote = Quote {
+            host: Address::repeat_byte(1),
+            renter: Address::repeat_byte(2),
+            pricePerSecond: U256::from(139u64),
+            maxDuration: U256::from(3600u64),
+            expiry: U256::from(1_900_000_000u64),
+            nonce: U256::MAX,
+            specHash: keccak256(spec.as_bytes()),
+        };
+        let terms = QuoteTerms::from(quote.clone());
+        assert_eq!(Quote::from(terms.clone()), quote);
+        let resps = [
+            LeaseResponse::Quote(SignedQuote {
+                quote: terms,
+                signature: Bytes::from(vec![0xab; 65]),
+                reserved_until: 1_900_000_000,
+                spec,
+            }),
+            LeaseResponse::Status(LeaseStatus {
+                lease_id: B256::repeat_byte(3),
+                state: "running".into(),
+            }),
+            LeaseResponse::Ack,
+            LeaseResponse::error(code::BUSY, "x".repeat(10 * MAX_ERROR_MESSAGE_BYTES)),
+        ];
+        for r in resps {
+            let bytes = r.encode();
+            assert!(bytes.len() <= MAX_LEASE_RESPONSE_BYTES, "{}", bytes.len());
+            assert_eq!(LeaseResponse::decode(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn oversized_or_unknown_lease_messages_are_refused() {
+        // Not JSON: a parse would fail with Decode, so TooLarge proves no parse ran.
+        let junk = vec![b'x'; MAX_LEASE_REQUEST_BYTES + 1];
+        assert!(matches!(
+            LeaseRequest::decode(&junk),
+            Err(WireError::TooLarge { .. })
+        ));
+        let junk = vec![b'x'; MAX_LEASE_RESPONSE_BYTES + 1];
+        assert!(matches!(
+            LeaseResponse::decode(&junk),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert!(LeaseRequest::decode(b"{\"cancel\":{}}").is_err());
+        assert!(LeaseResponse::decode(b"\"ack\"").is_ok());
+        assert!(LeaseResponse::decode(b"{\"ack\":{\"x\":1}}").is_err());
+    }
+
+    #[test]
+    fn error_message_is_cut_on_a_char_boundary() {
+        let LeaseResponse::Error { message, .. } =
+            LeaseResponse::error(code::INTERNAL, "é".repeat(MAX_ERROR_MESSAGE_BYTES))
+        else {
+            panic!("not an error");
+        };
+        assert!(message.len() <= MAX_ERROR_MESSAGE_BYTES);
+        assert!(message.chars().all(|c| c == 'é'));
+    }
+}
