@@ -3,11 +3,11 @@
 //! Stored as 64 hex digits in a file only its owner may read (mode 0600). A key that others can
 //! read is a key others may have copied, so the node refuses it instead of quietly using it.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
+
+use crate::secret_file;
 
 /// Why the identity key is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +63,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
 
 /// Loads the key at `path`, checking its permissions.
 pub fn load(path: &Path) -> Result<SigningKey, IdentityError> {
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = secret_file::exposed_mode(path).map_err(io(path))? {
         return Err(IdentityError::Permissions {
             path: path.to_owned(),
             mode,
@@ -97,28 +95,14 @@ fn create(path: &Path) -> Result<SigningKey, IdentityError> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(IdentityError::Random)?;
     let key = SigningKey::from_bytes(&secret);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-    }
-    // create_new: never overwrite a key another process wrote in the meantime.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
-    writeln!(f, "{}", alloy::hex::encode(secret)).map_err(io(path))?;
-    f.sync_all().map_err(io(path))?;
+    secret_file::create_private(path, &alloy::hex::encode(secret)).map_err(io(path))?;
     Ok(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_a_private_key_file_and_loads_it_back() {

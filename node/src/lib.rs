@@ -26,5 +26,6 @@ pub mod offers;
 pub mod persist;
 pub mod quote;
 pub mod runtime;
+pub mod secret_file;
 pub mod store;
 pub mod wallet;

@@ -12,8 +12,6 @@
 //! either: no CORS headers are sent, and the `Host` check (see `layers`) defeats DNS rebinding.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use crate::secret_file;
 
 /// Name of the token file inside the node's data directory.
 pub const TOKEN_FILE: &str = "api-token";
@@ -113,7 +112,7 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<ApiToken, ApiError> {
     let path = data_dir.join(TOKEN_FILE);
     match std::fs::symlink_metadata(&path) {
         Ok(_) => Ok(load(&path)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create(data_dir, &path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create(&path) {
             // Another process created it between the two calls: use theirs.
             Err(TokenError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::AlreadyExists =>
@@ -127,9 +126,7 @@ pub fn load_or_create_token(data_dir: &Path) -> Result<ApiToken, ApiError> {
 }
 
 fn load(path: &Path) -> Result<ApiToken, TokenError> {
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = secret_file::exposed_mode(path).map_err(io(path))? {
         return Err(TokenError::Permissions {
             path: path.to_owned(),
             mode,
@@ -145,23 +142,9 @@ fn load(path: &Path) -> Result<ApiToken, TokenError> {
     Ok(ApiToken(text.to_ascii_lowercase()))
 }
 
-fn create(data_dir: &Path, path: &Path) -> Result<ApiToken, TokenError> {
+fn create(path: &Path) -> Result<ApiToken, TokenError> {
     let token = ApiToken::random()?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .map_err(io(data_dir))?;
-    // create_new with the final mode: the token is never readable by others, not even briefly,
-    // and a token another process wrote meanwhile is never overwritten.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
-    writeln!(f, "{}", token.0).map_err(io(path))?;
-    f.sync_all().map_err(io(path))?;
+    secret_file::create_private(path, &token.0).map_err(io(path))?;
     tracing::info!(target: "api", path = %path.display(), "created API token");
     Ok(token)
 }
