@@ -31,7 +31,7 @@ pub struct ConfigArgs {
     /// [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1]
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
-    /// Bootstrap peer multiaddr with /p2p/<peer id>; repeat for several. [file: bootstrap]
+    /// Bootstrap peer multiaddr with /p2p/PEER_ID; repeat for several. [file: bootstrap]
     /// [env: GPUFLOW_BOOTSTRAP, comma-separated] [default: none]
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
@@ -58,7 +58,7 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub token_decimals: Option<u8>,
     /// ISO 3166-1 alpha-2 country code, e.g. DE. [file: machine.region] [env: GPUFLOW_REGION]
-    /// [required]
+    /// (required)
     #[arg(long)]
     pub region: Option<String>,
     /// CPU cores for rent. [file: machine.cpu_cores] [env: GPUFLOW_CPU_CORES]
