@@ -15,7 +15,7 @@ use crate::bootstrap;
 /// Network flags shared by the commands that read the offer book.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct NetArgs {
-    /// Bootstrap peer multiaddr (…/p2p/`<peer id>`); repeat for several. Default: GPUFLOW_BOOTSTRAP
+    /// Bootstrap peer multiaddr (…/p2p/PEER_ID); repeat for several. Default: GPUFLOW_BOOTSTRAP
     /// (comma-separated), then `bootstrap` in the config file, then "bootstrap" in
     /// .devnet/devnet.json found upward from the current directory.
     #[arg(long, value_name = "MULTIADDR")]

@@ -1,10 +1,9 @@
 //! `/gpuflow/lease/1`: the renter asks a host for a signed quote, later tells it the `open`
 //! transaction and asks for the lease status.
 //!
-//! This milestone answers only [`LeaseRequest::Quote`]; hosts answer [`LeaseRequest::Status`]
-//! and [`LeaseRequest::Opened`] with [`LeaseResponse::Error`] code [`code::UNSUPPORTED`] until
-//! the lease engine is wired to the protocol. Renters must treat that code as "not yet", not as
-//! a broken host.
+//! Hosts running the lease engine answer all three; a host without a chain connection answers
+//! [`LeaseRequest::Status`] and [`LeaseRequest::Opened`] with [`LeaseResponse::Error`] code
+//! [`code::UNSUPPORTED`]. Renters must treat that code as "not yet", not as a broken host.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
@@ -50,12 +49,14 @@ pub mod code {
 pub enum LeaseRequest {
     /// Ask for a signed quote (answered by [`LeaseResponse::Quote`] or an error).
     Quote(QuoteRequest),
-    /// Ask for the host's view of a lease (not answered yet: [`code::UNSUPPORTED`]).
+    /// Ask for the host's view of a lease (hosts without the lease engine answer
+    /// [`code::UNSUPPORTED`]).
     Status {
         /// The lease id (EIP-712 digest of the quote).
         lease_id: B256,
     },
-    /// Tell the host the renter sent `open` (not answered yet: [`code::UNSUPPORTED`]).
+    /// Tell the host the renter sent `open` (answered [`LeaseResponse::Ack`]; hosts without the
+    /// lease engine answer [`code::UNSUPPORTED`]).
     Opened {
         /// The lease id.
         lease_id: B256,
@@ -152,6 +153,12 @@ pub struct LeaseStatus {
     pub lease_id: B256,
     /// Lease state as the host's lease engine names it (e.g. `pending`, `running`).
     pub state: String,
+    /// Where the renter connects to the workload (an IP or DNS name), once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The workload's first published port on `host`, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// The escrow [`Quote`] in a serde-friendly form (the `sol!` struct has no serde support).
@@ -283,6 +290,8 @@ mod tests {
             LeaseResponse::Status(LeaseStatus {
                 lease_id: B256::repeat_byte(3),
                 state: "running".into(),
+                host: Some("127.0.0.1".into()),
+                port: Some(40_123),
             }),
             LeaseResponse::Ack,
             LeaseResponse::error(code::BUSY, "x".repeat(10 * MAX_ERROR_MESSAGE_BYTES)),
