@@ -27,6 +27,7 @@
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod engine;
 pub mod gpu;
 pub mod identity;
 pub mod lease;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::http::reqwest::Url;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gpuflow_node::config::{self, Config, ConfigArgs, EXAMPLE};
+use gpuflow_node::engine::EngineConfig;
 use gpuflow_node::gpu::nvml::NvmlProbe;
 use gpuflow_node::identity::{self, KeyOrigin};
 use gpuflow_protocol::offer::peer_id_of;
@@ -41,7 +43,7 @@ enum Command {
     /// and then `ready <peer id>` on stdout, and writes the multiaddrs to
     /// <data_dir>/listen_addrs. Ctrl-C or SIGTERM stops it cleanly (offers are withdrawn,
     /// the store is flushed).
-    Run(ConfigArgs),
+    Run(RunArgs),
     /// Write a commented example config file and create the node's identity key.
     Init {
         #[command(flatten)]
@@ -52,6 +54,21 @@ enum Command {
     },
     /// Print this node's peer id and host wallet.
     Id(ConfigArgs),
+}
+
+/// `run`'s flags: the config, plus the chain connection of the lease engine.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Chain RPC (HTTP). With it the node runs the lease engine (watches the escrow, starts
+    /// opened leases, runs their workloads as processes, closes them); without it, it only
+    /// quotes.
+    #[arg(long, env = "GPUFLOW_RPC_URL")]
+    rpc_url: Option<Url>,
+    /// Address renters connect to for their workloads (IP or DNS name).
+    #[arg(long, env = "GPUFLOW_PUBLIC_HOST", default_value = "127.0.0.1")]
+    public_host: String,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -91,8 +108,13 @@ fn host_wallet() -> anyhow::Result<Option<PrivateKeySigner>> {
     }
 }
 
-fn run(args: &ConfigArgs) -> anyhow::Result<()> {
+fn run(run_args: &RunArgs) -> anyhow::Result<()> {
+    let args = &run_args.config;
     let config = Config::resolve(args.load(&env)?, &env)?;
+    let engine = run_args.rpc_url.clone().map(|url| EngineConfig {
+        public_host: run_args.public_host.clone(),
+        ..EngineConfig::new(url)
+    });
     let wallet = host_wallet()?.with_context(|| {
         format!("{PRIVATE_KEY_ENV} is not set; export the host wallet's private key there")
     })?;
@@ -101,7 +123,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         Box::pin(gpuflow_node::node::run(
-            config, wallet, &NvmlProbe, shutdown,
+            config, wallet, &NvmlProbe, engine, shutdown,
         ))
         .await
     })?;

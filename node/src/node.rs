@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::engine::{self, EngineConfig, EngineError};
 use crate::gpu::{self, GpuError, GpuProbe};
 use crate::identity::{self, IdentityError, KeyOrigin};
 use crate::offers::{self, Announcer, OfferBuildError, OfferSink, unix_now};
@@ -44,6 +45,9 @@ pub enum NodeError {
     /// Offers could not be built.
     #[error(transparent)]
     Offers(#[from] OfferBuildError),
+    /// The lease engine could not start.
+    #[error("lease engine: {0}")]
+    Engine(#[from] EngineError),
     /// The p2p layer failed.
     #[error("p2p: {0}")]
     P2p(#[from] P2pError),
@@ -82,11 +86,13 @@ impl OfferSink for Client {
 
 /// Runs the node until `shutdown` is cancelled. Prints `listening <multiaddr>` lines and then
 /// `ready <peer id>` on stdout once offers are announced (for scripts and tests), and writes the
-/// multiaddrs to `<data_dir>/listen_addrs`.
+/// multiaddrs to `<data_dir>/listen_addrs`. With `engine` (a chain RPC), it also runs the lease
+/// engine ([`engine::start`]).
 pub async fn run(
     config: Config,
     wallet: PrivateKeySigner,
     probe: &dyn GpuProbe,
+    engine: Option<EngineConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     if let Some(configured) = config.wallet_address
@@ -140,7 +146,12 @@ pub async fn run(
     // Ends by itself when the event loop stops (it holds the sending side of `lease_requests`).
     let lease_requests = client.serve_leases().await?;
     let desk = QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans);
-    tasks.spawn(quote::serve(desk, client.clone(), lease_requests));
+    // The lease engine needs the chain; without an RPC the node only quotes.
+    let front = match engine {
+        Some(e) => Some(engine::start(&config, &wallet, e, &mut tasks, &p2p_stop).await?),
+        None => None,
+    };
+    tasks.spawn(quote::serve(desk, client.clone(), lease_requests, front));
 
     let addrs = announce_addrs(&config, &client).await?;
     tracing::info!(target: "node", %peer, wallet = %wallet.address(), listen = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),

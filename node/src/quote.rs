@@ -19,7 +19,8 @@
 //! - the price per second, `floor(price_per_gpu_hour * gpus / 3600)` base units, is above zero;
 //! - enough of the offer's GPUs are free of other live reservations.
 //!
-//! `Status` and `Opened` requests are answered `unsupported` until the lease engine is wired in.
+//! `Status` and `Opened` requests are answered by the lease engine ([`crate::engine::LeaseFront`])
+//! when the node has a chain connection, else `unsupported`.
 
 use std::collections::HashMap;
 
@@ -36,6 +37,7 @@ use gpuflow_protocol::wire::{
 use tokio::sync::mpsc;
 
 use crate::config::ChainConfig;
+use crate::engine::LeaseFront;
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 use crate::offers::OfferPlan;
 
@@ -417,29 +419,57 @@ fn check_ssh_key(key: &str) -> Result<(), QuoteError> {
 /// Answers the inbound lease requests from `inbound` with `desk` until the p2p event loop
 /// closes the channel. Quotes are signed in this task: a signature takes well under a
 /// millisecond, far below the p2p answer timeout.
-pub async fn serve(mut desk: QuoteDesk, client: Client, mut inbound: mpsc::Receiver<InboundLease>) {
+///
+/// With `front` (the lease engine runs), every issued quote is stored as a `Quoted` lease and
+/// `Opened`/`Status` are answered; without it they are answered `unsupported`.
+pub async fn serve(
+    mut desk: QuoteDesk,
+    client: Client,
+    mut inbound: mpsc::Receiver<InboundLease>,
+    front: Option<LeaseFront>,
+) {
     while let Some(InboundLease {
         peer,
         token,
         request,
     }) = inbound.recv().await
     {
-        let response = match request {
-            LeaseRequest::Quote(req) => match desk.quote(&req, crate::offers::unix_now()) {
+        let response = match (request, &front) {
+            (LeaseRequest::Quote(req), _) => match desk.quote(&req, crate::offers::unix_now()) {
                 Ok(q) => {
                     tracing::info!(target: "lease", %peer, offer = %req.offer_id, gpus = req.gpus,
                         renter = %req.renter, reserved_until = q.reserved_until, "quote issued");
-                    LeaseResponse::Quote(q)
+                    match &front {
+                        // A quote the engine would not recognise when opened must not go out.
+                        Some(f) => match f.record_quote(&q, crate::offers::unix_now()).await {
+                            Ok(()) => LeaseResponse::Quote(q),
+                            Err(e) => {
+                                tracing::warn!(target: "lease", error = %e, "quote not stored; refused");
+                                LeaseResponse::error(
+                                    code::INTERNAL,
+                                    "the host could not record the quote; try again",
+                                )
+                            }
+                        },
+                        None => LeaseResponse::Quote(q),
+                    }
                 }
                 Err(e) => {
                     tracing::info!(target: "lease", %peer, offer = %req.offer_id, error = %e, "quote refused");
                     e.to_response()
                 }
             },
-            LeaseRequest::Status { .. } | LeaseRequest::Opened { .. } => LeaseResponse::error(
-                code::UNSUPPORTED,
-                "this host does not answer lease status yet; watch the escrow contract instead",
-            ),
+            (LeaseRequest::Status { lease_id }, Some(f)) => f.status(lease_id).await,
+            (LeaseRequest::Opened { lease_id, tx_hash }, Some(f)) => {
+                tracing::info!(target: "lease", %peer, lease = %lease_id, tx = %tx_hash, "renter reports the lease opened");
+                f.opened(lease_id).await
+            }
+            (LeaseRequest::Status { .. } | LeaseRequest::Opened { .. }, None) => {
+                LeaseResponse::error(
+                    code::UNSUPPORTED,
+                    "this host does not answer lease status yet; watch the escrow contract instead",
+                )
+            }
         };
         if let Err(e) = client.respond_lease(token, response).await {
             tracing::debug!(target: "lease", %peer, error = %e, "lease answer not delivered");

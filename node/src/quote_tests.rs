@@ -276,7 +276,7 @@ async fn served_quote_reaches_the_renter_over_p2p() {
     .unwrap();
     tokio::spawn(host_loop.run(stop.clone()));
     let inbound = host_client.serve_leases().await.unwrap();
-    tokio::spawn(serve(desk, host_client.clone(), inbound));
+    tokio::spawn(serve(desk, host_client.clone(), inbound, None));
     let (renter, renter_loop, _) = gpuflow_p2p::new(
         P2pConfig::new(gpuflow_p2p::Keypair::generate_ed25519()),
         OfferBook::new(),

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod escrow;
+mod lease;
 mod search;
 mod watcher;

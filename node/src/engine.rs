@@ -1,0 +1,537 @@
+//! The lease engine: drives this host's leases from quote to close.
+//!
+//! Three parts, wired by [`start`]:
+//! - the chain watcher ([`crate::chain::Watcher`]) following this host's escrow events;
+//! - the engine worker ([`Engine::run`]), one task that owns every lease transition. It wakes on
+//!   a chain event, on a renter's `Opened` hint ([`EngineHandle::nudge`]) and on a timer, and
+//!   each time re-reads the lease from the chain (`lease()`) before acting: the chain is the
+//!   source of truth, so a missed, repeated or reordered event cannot make it act twice;
+//! - [`LeaseFront`], used by [`crate::quote::serve`]: stores a `Quoted` record for every quote
+//!   issued, answers `Opened` (Ack, and a nudge) and `Status` (state, host and port).
+//!
+//! What the worker does for one lease ([`Engine::drive`], repeated until nothing changes):
+//! - `Quoted` and opened on chain → `Opened`; then `start` is sent, persisted as `Starting`
+//!   first so a crash never sends it twice (a lost `start` is retried only after
+//!   [`START_RETRY_SECS`], after the chain still shows the lease pending, and `start` is simulated
+//!   before it is sent);
+//! - started on chain → `Launching`: the workload runs under the process runtime with the
+//!   spec's command, or [`default_command`] (`python3 -m http.server $PORT`) when the spec has
+//!   none (a template or image name means nothing to the process runtime); once its first port
+//!   accepts TCP connections → `Running`;
+//! - closed on chain (by either party) → the workload is stopped → `Closed`;
+//! - running and the deposit used up (`pricePerSecond * (now - startedAt) >= deposit`, wall
+//!   clock), or the workload died → the workload is stopped, `close` is sent → `Closed`.
+//!
+//! Limits of this slice: the worker handles one lease at a time (a `start` receipt or a launch
+//! blocks the others for up to [`EngineConfig::ready_timeout`]); workloads are not re-adopted
+//! after a restart; earnings are not withdrawn in batches (they are paid at close).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use alloy::primitives::{B256, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::Eip712Domain;
+use alloy::transports::http::reqwest::Url;
+use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
+use gpuflow_protocol::escrow::{self as escrow_types};
+use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, SignedQuote, code};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::tx::host_provider;
+use crate::chain::{ChainEvent, HostTx, TxError, Watcher, WatcherConfig};
+use crate::config::Config;
+use crate::lease::{Event, LeaseRecord, LeaseRepo, LeaseSpec, RepoError, State};
+use crate::runtime::{ProcessConfig, ProcessRuntime, Runtime, RuntimeError, WorkloadStatus};
+use crate::wallet::HostWallet;
+
+/// Chain events waiting for the engine; when full, the watcher waits (it never drops events).
+const CHAIN_EVENTS: usize = 256;
+/// `Opened` hints waiting for the engine; when full, the hint is dropped (the watcher and the
+/// timer still find the lease).
+const NUDGES: usize = 64;
+/// A `start` whose receipt never came is sent again only after this long (and only while the
+/// chain still shows the lease pending; the resend is simulated first).
+pub const START_RETRY_SECS: u64 = 120;
+/// Most state changes one [`Engine::drive`] call makes (the happy path needs five).
+const MAX_STEPS: usize = 12;
+/// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
+const CHAIN_NONE: u8 = 0;
+const CHAIN_PENDING: u8 = 1;
+const CHAIN_RUNNING: u8 = 2;
+const CHAIN_CLOSED: u8 = 3;
+
+/// States the timer looks at on every tick.
+const ACTIVE: [State; 6] = [
+    State::Opened,
+    State::Starting,
+    State::Launching,
+    State::Running,
+    State::Ending,
+    State::Stopping,
+];
+
+/// The workload of a spec without a command under the process runtime: a static HTTP server
+/// on the lease's first port (`$PORT`), so a renter can check the lease end to end.
+pub fn default_command() -> Vec<String> {
+    ["sh", "-c", "exec python3 -m http.server \"$PORT\""]
+        .map(String::from)
+        .to_vec()
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The chain RPC (HTTP).
+    pub rpc_url: Url,
+    /// The address renters connect to (IP or DNS name), sent in `Status` answers.
+    pub public_host: String,
+    /// How often active leases are re-read from the chain.
+    pub tick: Duration,
+    /// Longest a launched workload may take to accept connections on its first port.
+    pub ready_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults: connect at 127.0.0.1, 1 s ticks, 30 s to come up.
+    pub fn new(rpc_url: Url) -> Self {
+        Self {
+            rpc_url,
+            public_host: Ipv4Addr::LOCALHOST.to_string(),
+            tick: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the engine could not start or a lease step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The lease table failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A host transaction failed.
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    /// Reading the lease from the escrow failed.
+    #[error("reading lease {lease} from the escrow: {source}; is the chain node reachable?")]
+    View {
+        /// The lease.
+        lease: B256,
+        /// The cause.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// The workload did not come up.
+    #[error("workload of lease {lease} {why}; see its workload.log")]
+    NotReady {
+        /// The lease.
+        lease: B256,
+        /// What happened.
+        why: String,
+    },
+}
+
+/// Tells the engine about a lease. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    nudges: mpsc::Sender<B256>,
+}
+
+impl EngineHandle {
+    /// Asks the engine to look at `lease` now (a renter said it was opened). False when the
+    /// queue is full or the engine stopped; the timer and the watcher still find the lease.
+    pub fn nudge(&self, lease: B256) -> bool {
+        self.nudges.try_send(lease).is_ok()
+    }
+}
+
+/// The lease engine's face to the p2p lease protocol. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LeaseFront {
+    repo: LeaseRepo,
+    domain: Eip712Domain,
+    engine: EngineHandle,
+    public_host: String,
+}
+
+impl LeaseFront {
+    /// Stores the `Quoted` record of a quote just issued, so the engine knows the lease when it
+    /// is opened.
+    pub async fn record_quote(&self, q: &SignedQuote, now: u64) -> Result<(), EngineError> {
+        // The spec JSON was produced by the desk from a `LeaseSpec`; it parses back.
+        let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap_or_default();
+        let rec = LeaseRecord::quoted(
+            q.quote.clone().into(),
+            q.signature.clone(),
+            spec,
+            &self.domain,
+            now,
+        );
+        self.repo.insert(&rec).await?;
+        Ok(())
+    }
+
+    /// The answer to `Opened`: Ack for a lease this host quoted, and a nudge to the engine.
+    pub async fn opened(&self, lease: B256) -> LeaseResponse {
+        match self.repo.get(lease).await {
+            Ok(Some(_)) => {
+                if !self.engine.nudge(lease) {
+                    tracing::debug!(target: "lease", %lease, "engine busy; the watcher will pick the lease up");
+                }
+                LeaseResponse::Ack
+            }
+            Ok(None) => unknown(lease),
+            Err(e) => LeaseResponse::error(code::INTERNAL, e.to_string()),
+        }
+    }
+
+    /// The answer to `Status`: the state, and where to connect once the workload runs.
+    pub async fn status(&self, lease: B256) -> LeaseResponse {
+        match self.repo.get(lease).await {
+            Ok(Some(rec)) => {
+                let port = rec
+                    .workload
+                    .as_ref()
+                    .filter(|_| rec.state == State::Running)
+                    .and_then(|w| w.ports.first())
+                    .map(|p| p.host);
+                LeaseResponse::Status(LeaseStatus {
+                    lease_id: lease,
+                    state: rec.state.as_str().to_owned(),
+                    host: port.map(|_| self.public_host.clone()),
+                    port,
+                })
+            }
+            Ok(None) => unknown(lease),
+            Err(e) => LeaseResponse::error(code::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+fn unknown(lease: B256) -> LeaseResponse {
+    LeaseResponse::error(
+        code::INVALID_REQUEST,
+        format!("lease {lease} was not quoted by this host; check the lease id"),
+    )
+}
+
+/// Starts the watcher and the engine worker as tasks in `tasks` (both end on `cancel`) and
+/// returns the front for the p2p lease protocol.
+pub async fn start(
+    config: &Config,
+    wallet: &PrivateKeySigner,
+    engine: EngineConfig,
+    tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
+) -> Result<LeaseFront, EngineError> {
+    let chain = &config.chain;
+    let repo = LeaseRepo::open(&config.db_path()).await?;
+    let runtime = ProcessRuntime::new(&ProcessConfig {
+        data_dir: config.data_dir.clone(),
+        stop_grace: Duration::from_secs(5),
+    })?;
+    let reader = ProviderBuilder::new()
+        .connect_http(engine.rpc_url.clone())
+        .erased();
+    let signer = host_provider(
+        engine.rpc_url.clone(),
+        &HostWallet::from_signer(wallet.clone()),
+    );
+    let host = wallet.address();
+    let (events_tx, events) = mpsc::channel(CHAIN_EVENTS);
+    let (watcher, _status) = Watcher::new(
+        reader,
+        repo.pool().clone(),
+        WatcherConfig::new(chain.chain_id, chain.escrow, host),
+        events_tx,
+    );
+    tasks.spawn(watcher.run(cancel.clone()));
+    let (nudges_tx, nudges) = mpsc::channel(NUDGES);
+    let worker = Engine {
+        repo: repo.clone(),
+        runtime,
+        tx: HostTx::new(signer.clone(), chain.escrow, host, chain.chain_id)
+            .with_receipt_timeout(Duration::from_secs(60)),
+        escrow: GpuFlowEscrow::new(chain.escrow, signer),
+        tick: engine.tick,
+        ready_timeout: engine.ready_timeout,
+    };
+    tasks.spawn(worker.run(events, nudges, cancel.clone()));
+    tracing::info!(target: "lease", rpc = %engine.rpc_url, escrow = %chain.escrow, %host, "lease engine started (process runtime)");
+    Ok(LeaseFront {
+        repo,
+        domain: escrow_types::domain(chain.chain_id, chain.escrow),
+        engine: EngineHandle { nudges: nudges_tx },
+        public_host: engine.public_host,
+    })
+}
+
+/// The engine worker. See the module docs.
+pub struct Engine<P, R> {
+    repo: LeaseRepo,
+    runtime: R,
+    tx: HostTx<P>,
+    escrow: GpuFlowEscrowInstance<P>,
+    tick: Duration,
+    ready_timeout: Duration,
+}
+
+impl<P: Provider, R: Runtime> Engine<P, R> {
+    /// Runs until `cancel` fires or the chain events end.
+    pub async fn run(
+        self,
+        mut events: mpsc::Receiver<ChainEvent>,
+        mut nudges: mpsc::Receiver<B256>,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                ev = events.recv() => match ev {
+                    Some(ChainEvent::Lease { event, .. }) => self.drive_logged(event.lease()).await,
+                    Some(ChainEvent::Reorg { .. }) => self.drive_active().await,
+                    None => break,
+                },
+                Some(lease) = nudges.recv() => self.drive_logged(lease).await,
+                _ = tick.tick() => self.drive_active().await,
+            }
+        }
+        tracing::info!(target: "lease", "lease engine stopped");
+    }
+
+    async fn drive_active(&self) {
+        let mut ids: Vec<B256> = match self.repo.in_states(&ACTIVE).await {
+            Ok(recs) => recs.iter().map(|r| r.id).collect(),
+            Err(e) => {
+                tracing::warn!(target: "lease", error = %e, "cannot list active leases");
+                return;
+            }
+        };
+        // Quotes past their expiry: confirm on chain that they were never opened.
+        let now = U256::from(unix_now());
+        if let Ok(quoted) = self.repo.in_states(&[State::Quoted]).await {
+            ids.extend(quoted.iter().filter(|r| r.quote.expiry < now).map(|r| r.id));
+        }
+        for id in ids {
+            self.drive_logged(id).await;
+        }
+    }
+
+    async fn drive_logged(&self, lease: B256) {
+        if let Err(e) = self.drive(lease).await {
+            tracing::warn!(target: "lease", %lease, error = %e, "lease step failed; retried on the next tick");
+            let _ = self
+                .repo
+                .set_error(lease, Some(&e.to_string()), unix_now())
+                .await;
+        }
+    }
+
+    /// Moves `lease` on as far as the chain and the runtime allow. Leases this host did not
+    /// quote are ignored.
+    pub async fn drive(&self, lease: B256) -> Result<(), EngineError> {
+        for _ in 0..MAX_STEPS {
+            let Some(rec) = self.repo.get(lease).await? else {
+                return Ok(());
+            };
+            if rec.state.is_terminal() || !self.step(&rec).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One step; true if the state changed (so there may be another).
+    async fn step(&self, rec: &LeaseRecord) -> Result<bool, EngineError> {
+        let id = rec.id;
+        let view = self
+            .escrow
+            .lease(id)
+            .call()
+            .await
+            .map_err(|source| EngineError::View { lease: id, source })?;
+        let now = unix_now();
+        let apply = |event| self.repo.apply(id, event, now);
+        match (rec.state, view.status) {
+            (State::Quoted, CHAIN_NONE) if rec.quote.expiry < U256::from(now) => {
+                apply(Event::QuoteExpiryPassed).await?;
+                return Ok(true);
+            }
+            (State::Quoted, CHAIN_NONE) => {}
+            (State::Quoted, _) => {
+                apply(Event::LeaseOpenedSeen).await?;
+                tracing::info!(target: "lease", lease = %id, renter = %rec.quote.renter, "lease opened");
+                return Ok(true);
+            }
+            (State::Opened, CHAIN_PENDING) => {
+                // Persisted before sending, so a crash cannot lead to a second `start`.
+                apply(Event::StartSent).await?;
+                match self.tx.start(&rec.quote).await {
+                    Ok(m) => {
+                        tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease started on chain");
+                        apply(Event::StartConfirmed).await?;
+                    }
+                    Err(e @ (TxError::WouldRevert { .. } | TxError::Reverted { .. })) => {
+                        tracing::warn!(target: "lease", lease = %id, error = %e, "start refused");
+                        apply(Event::StartRejected).await?;
+                    }
+                    Err(e @ TxError::Rpc { .. }) => {
+                        apply(Event::StartTxLost).await?;
+                        return Err(e.into());
+                    }
+                    // Maybe mined: the chain view decides on a later step.
+                    Err(e @ TxError::Unconfirmed { .. }) => return Err(e.into()),
+                }
+                return Ok(true);
+            }
+            (State::Starting, CHAIN_PENDING)
+                if now.saturating_sub(rec.updated_at) >= START_RETRY_SECS =>
+            {
+                apply(Event::StartTxLost).await?;
+                return Ok(true);
+            }
+            (State::Opened | State::Starting, CHAIN_RUNNING) => {
+                apply(Event::StartConfirmed).await?;
+                return Ok(true);
+            }
+            (State::Opened | State::Starting, CHAIN_CLOSED) => {
+                apply(Event::CloseSeen).await?;
+                return Ok(true);
+            }
+            (State::Launching, CHAIN_RUNNING) => {
+                match self.launch(rec).await {
+                    Ok(()) => apply(Event::WorkloadUp).await?,
+                    Err(e) => {
+                        tracing::warn!(target: "lease", lease = %id, error = %e, "launch failed; ending the lease");
+                        self.repo.set_error(id, Some(&e.to_string()), now).await?;
+                        apply(Event::LaunchFailed).await?
+                    }
+                };
+                return Ok(true);
+            }
+            (State::Launching | State::Running, CHAIN_CLOSED) => {
+                apply(Event::CloseSeen).await?;
+                return Ok(true);
+            }
+            (State::Running, CHAIN_RUNNING) => {
+                let since = u64::try_from(view.since).unwrap_or(u64::MAX);
+                let deposit = U256::from(view.deposit);
+                let owed = U256::from(view.pricePerSecond) * U256::from(now.saturating_sub(since));
+                if owed >= deposit {
+                    tracing::info!(target: "lease", lease = %id, "deposit used up; ending the lease");
+                    apply(Event::DepositExhausted).await?;
+                    return Ok(true);
+                }
+                if let Some(w) = &rec.workload
+                    && matches!(
+                        self.runtime.status(w).await?,
+                        WorkloadStatus::Exited { .. } | WorkloadStatus::Missing
+                    )
+                {
+                    tracing::warn!(target: "lease", lease = %id, "workload died; ending the lease");
+                    apply(Event::WorkloadDied).await?;
+                    return Ok(true);
+                }
+            }
+            (State::Ending, CHAIN_RUNNING) => {
+                self.stop_workload(rec).await?;
+                let m = self.tx.close(&rec.quote).await?;
+                tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease closed on chain by the host");
+                return Ok(true);
+            }
+            (State::Ending, CHAIN_CLOSED) => {
+                self.stop_workload(rec).await?;
+                apply(Event::CloseSeen).await?;
+                return Ok(true);
+            }
+            (State::Stopping, _) => {
+                self.stop_workload(rec).await?;
+                apply(Event::WorkloadStopped).await?;
+                tracing::info!(target: "lease", lease = %id, "lease closed; workload stopped");
+                return Ok(true);
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// Launches the workload and waits until its first port accepts connections.
+    async fn launch(&self, rec: &LeaseRecord) -> Result<(), EngineError> {
+        let id = rec.id;
+        // A workload from an interrupted launch is replaced, never doubled.
+        self.stop_workload(rec).await?;
+        let mut spec = rec.spec.clone();
+        if spec.command.is_empty() {
+            spec.command = default_command();
+        }
+        let handle = self.runtime.launch(id, &spec).await?;
+        self.repo
+            .set_workload(id, Some(&handle), unix_now())
+            .await?;
+        let port = handle.ports.first().map_or(0, |p| p.host);
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                tracing::info!(target: "lease", lease = %id, port, "workload up");
+                return Ok(());
+            }
+            if let WorkloadStatus::Exited { code } = self.runtime.status(&handle).await? {
+                return Err(EngineError::NotReady {
+                    lease: id,
+                    why: format!("exited with {code:?} before listening on port {port}"),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::NotReady {
+                    lease: id,
+                    why: format!(
+                        "did not listen on port {port} within {:?}",
+                        self.ready_timeout
+                    ),
+                });
+            }
+            // The workload gives no readiness signal but the open port: poll it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop_workload(&self, rec: &LeaseRecord) -> Result<(), EngineError> {
+        if let Some(w) = &rec.workload {
+            self.runtime.stop(w).await?;
+            self.repo.set_workload(rec.id, None, unix_now()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<P, R> std::fmt::Debug for Engine<P, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    crate::offers::unix_now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_command_serves_http_on_port() {
+        let c = default_command();
+        assert_eq!(c[0], "sh");
+        assert!(c[2].contains("http.server") && c[2].contains("$PORT"));
+    }
+}
