@@ -58,6 +58,9 @@ echo "building gpuflow-node and gpuflow (cargo build; log: .devnet/build.log)"
 
 # Simulated GPUs: no NVIDIA driver is needed, and the offers say they are self-declared.
 node_dir="$state_dir/node"
+# Each devnet is a new chain: the node's leases and chain cursor from the last one would point
+# at blocks and leases that no longer exist, so the host starts from a clean data dir.
+rm -rf "$node_dir"
 mkdir -p "$node_dir"
 cat >"$state_dir/node.toml" <<TOML
 # Written by scripts/devnet.sh: the devnet's host node.
@@ -92,9 +95,9 @@ cuda = "12.4"
 driver = "550.54.14"
 TOML
 
-echo "starting the host node: 2x RTX_4090 (simulated) at 0.40 mUSD/GPU-hour (log: .devnet/node.log)"
+echo "starting the host node: 2x RTX_4090 (simulated) at 0.40 mUSD/GPU-hour, process runtime (log: .devnet/node.log)"
 rm -f "$node_dir/listen_addrs" "$state_dir/node.out"
-GPUFLOW_HOST_PRIVATE_KEY="$host_key" "$root/target/debug/gpuflow-node" run \
+GPUFLOW_HOST_PRIVATE_KEY="$host_key" GPUFLOW_RPC_URL="$rpc" "$root/target/debug/gpuflow-node" run \
   --config "$state_dir/node.toml" >"$state_dir/node.out" 2>"$state_dir/node.log" &
 pids+=($!)
 # The node prints `ready <peer id>` once it listens and its offers are announced.
