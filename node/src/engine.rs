@@ -20,16 +20,27 @@
 //!   accepts TCP connections → `Running`;
 //! - closed on chain (by either party) → the workload is stopped → `Closed`;
 //! - running and the deposit used up (`pricePerSecond * (now - startedAt) >= deposit`, wall
-//!   clock), or the workload died → the workload is stopped, `close` is sent → `Closed`.
+//!   clock), or the workload died → the workload is stopped, `close` is sent → `Closed`;
+//! - opened and the escrow's accept timeout (read once from the contract, compared with the
+//!   chain's clock) passed, or is about to → `NeverStarted`, and no `start` is sent;
+//! - quoted and the quote's expiry passed without an `open` → `QuoteExpired` (the quote desk
+//!   frees the GPU reservation at the same instant: a reservation lasts exactly until the
+//!   quote's expiry).
+//!
+//! Before it handles any event, the worker reconciles what it finds after a (re)start
+//! ([`recovery`]): lease records, the chain's view of each lease and the runtime's workloads.
 //!
 //! Limits of this slice: the worker handles one lease at a time (a `start` receipt or a launch
-//! blocks the others for up to [`EngineConfig::ready_timeout`]); workloads are not re-adopted
-//! after a restart; earnings are not withdrawn in batches (they are paid at close).
+//! blocks the others for up to [`EngineConfig::ready_timeout`]); earnings are not withdrawn in
+//! batches (they are paid at close).
+
+mod recovery;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use alloy::primitives::{B256, U256};
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
@@ -45,7 +56,9 @@ use crate::chain::tx::host_provider;
 use crate::chain::{ChainEvent, HostTx, TxError, Watcher, WatcherConfig};
 use crate::config::Config;
 use crate::lease::{Event, LeaseRecord, LeaseRepo, LeaseSpec, RepoError, State};
-use crate::runtime::{ProcessConfig, ProcessRuntime, Runtime, RuntimeError, WorkloadStatus};
+use crate::runtime::{
+    ProcessConfig, ProcessRuntime, Runtime, RuntimeError, WorkloadHandle, WorkloadStatus,
+};
 use crate::wallet::HostWallet;
 
 /// Chain events waiting for the engine; when full, the watcher waits (it never drops events).
@@ -56,6 +69,9 @@ const NUDGES: usize = 64;
 /// A `start` whose receipt never came is sent again only after this long (and only while the
 /// chain still shows the lease pending; the resend is simulated first).
 pub const START_RETRY_SECS: u64 = 120;
+/// `start` is not sent when fewer than this many seconds of the accept timeout are left: it
+/// would likely be mined after the deadline and revert (the renter gets a full refund anyway).
+pub const START_MARGIN_SECS: u64 = 2;
 /// Most state changes one [`Engine::drive`] call makes (the happy path needs five).
 const MAX_STEPS: usize = 12;
 /// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
@@ -128,6 +144,21 @@ pub enum EngineError {
         #[source]
         source: alloy::contract::Error,
     },
+    /// Another chain read failed (the clock, the accept timeout, the host's nonce).
+    #[error("reading {what} from the chain: {source}; is the chain node reachable?")]
+    Chain {
+        /// What was read.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+    /// Reading the escrow's accept timeout failed.
+    #[error(
+        "reading acceptTimeout from the escrow: {0}; is the escrow address right and the chain \
+         node reachable?"
+    )]
+    AcceptTimeout(#[source] alloy::contract::Error),
     /// The workload did not come up.
     #[error("workload of lease {lease} {why}; see its workload.log")]
     NotReady {
@@ -260,6 +291,8 @@ pub async fn start(
         tx: HostTx::new(signer.clone(), chain.escrow, host, chain.chain_id)
             .with_receipt_timeout(Duration::from_secs(60)),
         escrow: GpuFlowEscrow::new(chain.escrow, signer),
+        host,
+        accept_timeout: tokio::sync::OnceCell::new(),
         tick: engine.tick,
         ready_timeout: engine.ready_timeout,
     };
@@ -279,6 +312,10 @@ pub struct Engine<P, R> {
     runtime: R,
     tx: HostTx<P>,
     escrow: GpuFlowEscrowInstance<P>,
+    /// The host wallet (whose pending transactions recovery looks at).
+    host: Address,
+    /// The escrow's `acceptTimeout` (immutable in the contract), read on first use.
+    accept_timeout: tokio::sync::OnceCell<u64>,
     tick: Duration,
     ready_timeout: Duration,
 }
@@ -291,6 +328,11 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         mut nudges: mpsc::Receiver<B256>,
         cancel: CancellationToken,
     ) {
+        // Reconcile first, so no event is handled against a record the crash left stale.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.recover() => {}
+        }
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -373,6 +415,14 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 return Ok(true);
             }
             (State::Opened, CHAIN_PENDING) => {
+                let opened = u64::try_from(view.since).unwrap_or(u64::MAX);
+                let deadline = opened.saturating_add(self.accept_timeout().await?);
+                let chain_now = self.chain_now().await?;
+                if chain_now.saturating_add(START_MARGIN_SECS) > deadline {
+                    tracing::warn!(target: "lease", lease = %id, deadline, chain_now, "accept timeout passed; not starting (the renter gets a full refund)");
+                    apply(Event::AcceptTimeoutPassed).await?;
+                    return Ok(true);
+                }
                 // Persisted before sending, so a crash cannot lead to a second `start`.
                 apply(Event::StartSent).await?;
                 match self.tx.start(&rec.quote).await {
@@ -477,6 +527,12 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         self.repo
             .set_workload(id, Some(&handle), unix_now())
             .await?;
+        self.wait_ready(&handle).await
+    }
+
+    /// Waits until the workload's first port accepts connections.
+    async fn wait_ready(&self, handle: &WorkloadHandle) -> Result<(), EngineError> {
+        let id = handle.lease;
         let port = handle.ports.first().map_or(0, |p| p.host);
         let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         let deadline = tokio::time::Instant::now() + self.ready_timeout;
@@ -485,7 +541,7 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 tracing::info!(target: "lease", lease = %id, port, "workload up");
                 return Ok(());
             }
-            if let WorkloadStatus::Exited { code } = self.runtime.status(&handle).await? {
+            if let WorkloadStatus::Exited { code } = self.runtime.status(handle).await? {
                 return Err(EngineError::NotReady {
                     lease: id,
                     why: format!("exited with {code:?} before listening on port {port}"),
@@ -503,6 +559,34 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             // The workload gives no readiness signal but the open port: poll it.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The escrow's accept timeout in seconds, read from the contract once.
+    async fn accept_timeout(&self) -> Result<u64, EngineError> {
+        self.accept_timeout
+            .get_or_try_init(|| async {
+                self.escrow
+                    .acceptTimeout()
+                    .call()
+                    .await
+                    .map_err(EngineError::AcceptTimeout)
+            })
+            .await
+            .copied()
+    }
+
+    /// The latest block's timestamp: the clock the escrow's deadlines are checked against.
+    async fn chain_now(&self) -> Result<u64, EngineError> {
+        let block = self
+            .escrow
+            .provider()
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(|source| EngineError::Chain {
+                what: "the latest block",
+                source,
+            })?;
+        Ok(block.map_or(0, |b| b.header.timestamp))
     }
 
     async fn stop_workload(&self, rec: &LeaseRecord) -> Result<(), EngineError> {

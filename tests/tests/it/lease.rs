@@ -22,28 +22,62 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const HOST: usize = 1;
-const RENTER: usize = 2;
+pub(crate) const HOST: usize = 1;
+pub(crate) const RENTER: usize = 2;
 /// How long the host may take from `open` to a reachable workload before the test fails.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the host may take to stop the workload after the renter's close.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A `gpuflow-node run` with the lease engine on `rpc`; killed when dropped.
-struct HostNode {
-    _child: Child,
-    peer: PeerId,
-    addr: Multiaddr,
-    data_dir: std::path::PathBuf,
+pub(crate) struct HostNode {
+    child: Child,
+    pub(crate) peer: PeerId,
+    pub(crate) addr: Multiaddr,
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl HostNode {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Kills the node with SIGKILL (no clean-up of any kind) and reaps it.
+    pub(crate) async fn kill9(&mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
     }
 }
 
-async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Result<HostNode> {
+/// Kills, when dropped, every process workload still recorded under `<data_dir>/workloads`
+/// (they run in their own process group and outlive the node), so a failing test leaves none.
+pub(crate) struct WorkloadGuard(pub(crate) std::path::PathBuf);
+
+impl Drop for WorkloadGuard {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("workloads")) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(dir.path().join("pid.json")) else {
+                continue;
+            };
+            let pid = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["id"].as_str()?.split(':').next()?.parse::<i32>().ok());
+            if let Some(pid) = pid {
+                // The workload leads its own process group.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// Starts (or restarts, on the same `data_dir`) the host node.
+pub(crate) async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Result<HostNode> {
     let key = chain.signer(HOST).to_bytes();
     let mut spec = NodeSpec::new("RTX_4090", 1, "0.40");
     spec.wallet_key = format!("{key:#x}");
@@ -55,7 +89,11 @@ async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Result<HostNo
     std::fs::create_dir_all(data_dir)?;
     let config = data_dir.join("node.toml");
     std::fs::write(&config, toml)?;
-    let log = std::fs::File::create(data_dir.join("node.log"))?;
+    // Appended to, so a restarted node's log follows the first run's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("node.log"))?;
     let mut child = Command::new(bin("gpuflow-node")?)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -93,14 +131,18 @@ async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Result<HostNo
     // Keep draining stdout so the node never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(HostNode {
-        _child: child,
+        child,
         peer: peer.parse()?,
         addr: addr.context("no TCP listen address")?.parse()?,
         data_dir: data_dir.to_owned(),
     })
 }
 
-async fn status(renter: &gpuflow_p2p::Client, host: &HostNode, lease_id: B256) -> LeaseStatus {
+pub(crate) async fn status(
+    renter: &gpuflow_p2p::Client,
+    host: &HostNode,
+    lease_id: B256,
+) -> LeaseStatus {
     let resp = renter
         .request_lease(
             host.peer,
@@ -116,7 +158,7 @@ async fn status(renter: &gpuflow_p2p::Client, host: &HostNode, lease_id: B256) -
 }
 
 /// Sends `GET /` and returns the status line.
-async fn http_get(port: u16) -> anyhow::Result<String> {
+pub(crate) async fn http_get(port: u16) -> anyhow::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .await?;
@@ -127,25 +169,33 @@ async fn http_get(port: u16) -> anyhow::Result<String> {
 }
 
 /// A host node, a renter p2p node, and a lease opened by the renter and reported to the host.
-struct Rental {
-    chain: TestChain,
-    host: HostNode,
-    renter: gpuflow_p2p::Client,
+pub(crate) struct Rental {
+    pub(crate) chain: TestChain,
+    pub(crate) host: HostNode,
+    pub(crate) renter: gpuflow_p2p::Client,
     _stop: tokio_util::sync::DropGuard,
+    _workloads: WorkloadGuard,
     _dir: tempfile::TempDir,
-    quote: Quote,
-    lease_id: B256,
+    pub(crate) quote: Quote,
+    pub(crate) lease_id: B256,
     price: U256,
-    deposit: U256,
-    funds: U256,
+    pub(crate) deposit: U256,
+    pub(crate) funds: U256,
     opened_at: Instant,
 }
 
 /// Starts everything and opens a lease holding `deposit_secs` of rent.
 async fn rent(deposit_secs: u64) -> Rental {
+    rent_opts(deposit_secs, false).await
+}
+
+/// Like [`rent`]; with `host_down_at_open` the host node is killed right after it quotes, so
+/// the renter opens the lease (and does not tell the host) while it is down.
+pub(crate) async fn rent_opts(deposit_secs: u64, host_down_at_open: bool) -> Rental {
     let chain = TestChain::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = start_host(&chain, &dir.path().join("host")).await.unwrap();
+    let mut host = start_host(&chain, &dir.path().join("host")).await.unwrap();
+    let workloads = WorkloadGuard(host.data_dir.clone());
     let renter_wallet = chain.signer(RENTER).address();
 
     // The renter's own short-lived p2p node.
@@ -183,6 +233,10 @@ async fn rent(deposit_secs: u64) -> Rental {
     let deposit = price * U256::from(deposit_secs);
     let funds = deposit * U256::from(2u64);
 
+    if host_down_at_open {
+        host.kill9().await;
+    }
+
     // 2. Fund and open as the renter.
     let token = chain.token_as(RENTER);
     let r = token.mint(renter_wallet, funds).send().await.unwrap();
@@ -203,23 +257,26 @@ async fn rent(deposit_secs: u64) -> Rental {
     let lease_id = escrow.quoteDigest(quote.clone()).call().await.unwrap();
 
     // 3. Tell the host.
-    let ack = renter
-        .request_lease(
-            host.peer,
-            Some(host.addr.clone()),
-            LeaseRequest::Opened {
-                lease_id,
-                tx_hash: receipt.transaction_hash,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(ack, LeaseResponse::Ack);
+    if !host_down_at_open {
+        let ack = renter
+            .request_lease(
+                host.peer,
+                Some(host.addr.clone()),
+                LeaseRequest::Opened {
+                    lease_id,
+                    tx_hash: receipt.transaction_hash,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack, LeaseResponse::Ack);
+    }
     Rental {
         chain,
         host,
         renter,
         _stop: stop.drop_guard(),
+        _workloads: workloads,
         _dir: dir,
         quote,
         lease_id,
@@ -231,12 +288,12 @@ async fn rent(deposit_secs: u64) -> Rental {
 }
 
 impl Rental {
-    async fn status(&self) -> LeaseStatus {
+    pub(crate) async fn status(&self) -> LeaseStatus {
         status(&self.renter, &self.host, self.lease_id).await
     }
 
     /// Polls the host until it reports the workload's port (the host sends no notification).
-    async fn wait_running(&self) -> u16 {
+    pub(crate) async fn wait_running(&self) -> u16 {
         tokio::time::timeout(RUNNING_TIMEOUT, async {
             loop {
                 let s = self.status().await;
@@ -257,7 +314,7 @@ impl Rental {
     }
 
     /// Waits until the workload port refuses connections and the host reports `closed`.
-    async fn wait_stopped(&self, port: u16) {
+    pub(crate) async fn wait_stopped(&self, port: u16) {
         tokio::time::timeout(STOP_TIMEOUT, async {
             while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,7 +363,7 @@ impl Rental {
     }
 }
 
-fn lease_closed(logs: &[alloy::rpc::types::Log]) -> Option<GpuFlowEscrow::LeaseClosed> {
+pub(crate) fn lease_closed(logs: &[alloy::rpc::types::Log]) -> Option<GpuFlowEscrow::LeaseClosed> {
     logs.iter()
         .find_map(|l| GpuFlowEscrow::LeaseClosed::decode_log_data(&l.inner.data).ok())
 }

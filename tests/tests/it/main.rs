@@ -5,5 +5,6 @@
 
 mod escrow;
 mod lease;
+mod recovery;
 mod search;
 mod watcher;
