@@ -288,6 +288,23 @@ pub(crate) async fn rent_opts(deposit_secs: u64, host_down_at_open: bool) -> Ren
 }
 
 impl Rental {
+    /// The renter closes the lease on chain; returns the `LeaseClosed` event of that
+    /// transaction.
+    pub(crate) async fn renter_close(&self) -> GpuFlowEscrow::LeaseClosed {
+        let receipt = self
+            .chain
+            .escrow_as(RENTER)
+            .close(self.quote.clone())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(receipt.status(), "renter's close reverted: {receipt:?}");
+        lease_closed(receipt.inner.logs()).expect("LeaseClosed in the close receipt")
+    }
+
     pub(crate) async fn status(&self) -> LeaseStatus {
         status(&self.renter, &self.host, self.lease_id).await
     }
@@ -382,16 +399,7 @@ async fn opened_lease_is_started_served_and_stopped_on_close_with_exact_payout()
     assert_eq!(started.status, 2, "running on chain");
 
     // The renter closes; the host stops the workload.
-    let receipt = escrow
-        .close(r.quote.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
-    let closed = lease_closed(receipt.inner.logs()).expect("LeaseClosed in the close receipt");
+    let closed = r.renter_close().await;
     assert_eq!(closed.closedBy, r.chain.signer(RENTER).address());
     assert_eq!(closed.startedAt, U256::from(started.since));
     r.wait_stopped(port).await;

@@ -11,7 +11,7 @@ use gpuflow_protocol::escrow::GpuFlowEscrow;
 use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse};
 use gpuflow_tests::chain::{ACCEPT_TIMEOUT, TestChain};
 
-use crate::lease::{HOST, RENTER, http_get, lease_closed, rent_opts, start_host};
+use crate::lease::{HOST, RENTER, http_get, rent_opts, start_host};
 
 /// How long a restarted node may take to reconcile its leases.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -95,16 +95,7 @@ async fn killed_host_readopts_its_running_workload_and_stops_it_on_close() {
     assert_eq!(starts(&r.chain, r.lease_id).await, 1, "exactly one start");
 
     // The renter closes; the re-adopted workload is stopped.
-    let escrow = r.chain.escrow_as(RENTER);
-    let receipt = escrow
-        .close(r.quote.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
+    r.renter_close().await;
     r.wait_stopped(port).await;
     assert_eq!(workload_pids(r.lease_id), Vec::<u32>::new());
     assert_eq!(starts(&r.chain, r.lease_id).await, 1, "still one start");
@@ -171,16 +162,7 @@ async fn host_back_after_the_accept_timeout_never_starts_and_the_renter_gets_eve
     );
 
     // The renter takes the deposit back, to the unit.
-    let receipt = escrow
-        .close(r.quote.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
-    let closed = lease_closed(receipt.inner.logs()).expect("LeaseClosed in the close receipt");
+    let closed = r.renter_close().await;
     assert_eq!(closed.reason, 4, "NeverStarted");
     assert_eq!(closed.refund, r.deposit);
     assert_eq!(closed.hostAmount, U256::ZERO);
