@@ -47,7 +47,7 @@ use alloy::sol_types::Eip712Domain;
 use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{self as escrow_types};
-use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, SignedQuote, code};
+use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, PortMap, SignedQuote, code};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -227,17 +227,27 @@ impl LeaseFront {
     pub async fn status(&self, lease: B256) -> LeaseResponse {
         match self.repo.get(lease).await {
             Ok(Some(rec)) => {
-                let port = rec
+                let ports: Vec<PortMap> = rec
                     .workload
                     .as_ref()
                     .filter(|_| rec.state == State::Running)
-                    .and_then(|w| w.ports.first())
-                    .map(|p| p.host);
+                    .map(|w| {
+                        w.ports
+                            .iter()
+                            .map(|p| PortMap {
+                                container: p.workload,
+                                host: p.host,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let port = ports.first().map(|p| p.host);
                 LeaseResponse::Status(LeaseStatus {
                     lease_id: lease,
                     state: rec.state.as_str().to_owned(),
                     host: port.map(|_| self.public_host.clone()),
                     port,
+                    ports,
                 })
             }
             Ok(None) => unknown(lease),

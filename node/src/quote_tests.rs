@@ -29,6 +29,8 @@ fn request(id: OfferId, gpus: u32) -> QuoteRequest {
         image_or_template: "pytorch".into(),
         ssh_public_key: KEY.into(),
         gpus,
+        env: Default::default(),
+        ports: Vec::new(),
     }
 }
 

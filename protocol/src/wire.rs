@@ -18,8 +18,8 @@ mod lease;
 
 pub use lease::{
     LeaseRequest, LeaseResponse, LeaseStatus, MAX_ERROR_MESSAGE_BYTES, MAX_IMAGE_BYTES,
-    MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_SSH_KEY_BYTES, QuoteRequest, QuoteTerms,
-    SignedQuote, code,
+    MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_REQUEST_ENV, MAX_REQUEST_PORTS,
+    MAX_SSH_KEY_BYTES, PortMap, QuoteRequest, QuoteTerms, SignedQuote, code,
 };
 
 use crate::offer::{

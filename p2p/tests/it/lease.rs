@@ -18,6 +18,8 @@ fn quote_request() -> LeaseRequest {
         image_or_template: "ubuntu:24.04".into(),
         ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI renter".into(),
         gpus: 1,
+        env: Default::default(),
+        ports: Vec::new(),
     })
 }
 

@@ -5,6 +5,8 @@
 //! [`LeaseRequest::Status`] and [`LeaseRequest::Opened`] with [`LeaseResponse::Error`] code
 //! [`code::UNSUPPORTED`]. Renters must treat that code as "not yet", not as a broken host.
 
+use std::collections::BTreeMap;
+
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,11 @@ pub const MAX_IMAGE_BYTES: usize = 256;
 pub const MAX_SSH_KEY_BYTES: usize = 2 * 1024;
 /// Longest `message` in a [`LeaseResponse::Error`].
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+/// Most extra ports a [`QuoteRequest`] may ask for (the template's ports come on top).
+pub const MAX_REQUEST_PORTS: usize = 16;
+/// Most environment variables a [`QuoteRequest`] may set; names and values together must keep
+/// the request under [`MAX_LEASE_REQUEST_BYTES`].
+pub const MAX_REQUEST_ENV: usize = 32;
 
 /// Machine-readable codes of [`LeaseResponse::Error`]. Unknown codes must be treated as a
 /// refusal, so hosts may add codes without a protocol version bump.
@@ -93,6 +100,13 @@ pub struct QuoteRequest {
     pub ssh_public_key: String,
     /// GPUs wanted, at most the offer's count.
     pub gpus: u32,
+    /// Extra environment for the workload (at most [`MAX_REQUEST_ENV`]); names the host sets
+    /// itself (`PORT`, `CUDA_VISIBLE_DEVICES`, …) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Extra container ports to publish (at most [`MAX_REQUEST_PORTS`]), besides the template's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
 }
 
 /// A response on `/gpuflow/lease/1`.
@@ -159,6 +173,20 @@ pub struct LeaseStatus {
     /// The workload's first published port on `host`, once it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Every published port, once the workload runs: the port inside the workload and where it
+    /// is reachable on `host`. Container port 22 is SSH.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMap>,
+}
+
+/// One published port of a running workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMap {
+    /// The port the workload listens on (inside the container; equal to `host` for a process).
+    pub container: u16,
+    /// The port on the lease's `host`.
+    pub host: u16,
 }
 
 /// The escrow [`Quote`] in a serde-friendly form (the `sol!` struct has no serde support).
@@ -239,6 +267,8 @@ mod tests {
             image_or_template: "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime".into(),
             ssh_public_key: format!("ssh-rsa {} renter@laptop", "A".repeat(MAX_SSH_KEY_BYTES)),
             gpus: 2,
+            env: BTreeMap::from([("HF_TOKEN".into(), "x".repeat(64))]),
+            ports: vec![8888; MAX_REQUEST_PORTS],
         }
     }
 
@@ -292,6 +322,10 @@ mod tests {
                 state: "running".into(),
                 host: Some("127.0.0.1".into()),
                 port: Some(40_123),
+                ports: vec![PortMap {
+                    container: 22,
+                    host: 40_124,
+                }],
             }),
             LeaseResponse::Ack,
             LeaseResponse::error(code::BUSY, "x".repeat(10 * MAX_ERROR_MESSAGE_BYTES)),

@@ -220,6 +220,8 @@ pub(crate) async fn rent_opts(deposit_secs: u64, host_down_at_open: bool) -> Ren
                 image_or_template: "pytorch".into(),
                 ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into(),
                 gpus: 1,
+                env: Default::default(),
+                ports: Vec::new(),
             }),
         )
         .await
