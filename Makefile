@@ -1,5 +1,5 @@
 # GPUFlow — one entry point for people and CI.
-#   make devnet   local chain (anvil) with the escrow deployed; Ctrl-C stops it
+#   make devnet   anvil + escrow + 10 funded accounts + two host nodes (scripts/devnet.sh); Ctrl-C stops it
 #   make test     every test: Solidity (forge) and Rust (cargo), installing pinned tools first
 #   make lint     rustfmt + clippy with warnings as errors
 SHELL := /bin/bash

@@ -1,91 +1,233 @@
 #!/usr/bin/env bash
-# Local devnet: anvil + the escrow and a mock stablecoin, deployed with the pinned forge, and one
-# host node (gpuflow-node) offering simulated GPUs. Writes .devnet/devnet.json (what the CLI and
-# nodes read, with the host node's multiaddrs under "bootstrap") and keeps running until Ctrl-C.
+# Local devnet: anvil, the escrow and a mock stablecoin deployed with the pinned forge, anvil's
+# ten default accounts funded with 10,000 mUSD each, and two host nodes (gpuflow-node) offering
+# simulated GPUs with the lease engine and the process runtime. Writes <state dir>/devnet.json
+# (the deployment, "bootstrap": both hosts' multiaddrs, "rpcUrl") and runs until Ctrl-C, which
+# stops the nodes, the workloads they started and anvil.
+#
+# Environment (all optional; a test runs a second devnet beside a user's one with them):
+#   GPUFLOW_DEVNET_DIR       state dir (logs, configs, node data, devnet.json); default .devnet
+#   GPUFLOW_DEVNET_PORT      anvil's port on 127.0.0.1; default 8545
+#   GPUFLOW_DEVNET_CHAIN_ID  anvil's chain id; default 31337
+#   GPUFLOW_DEVNET_P2P_PORT  host A's p2p port (TCP and QUIC), host B's is one more; default 0
+#                            (the OS picks free ports)
+#   GPUFLOW_DEVNET_API_PORT  host A's HTTP API port, host B's is one more; default 8686; 0 lets
+#                            the OS pick (the chosen address is in <host dir>/api_addr)
+#   GPUFLOW_BIN_DIR          directory with prebuilt gpuflow-node and gpuflow; default: build
+#                            them with `cargo build` and use target/debug
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$root/contracts/bin"
+tools="$root/contracts/bin"
 port="${GPUFLOW_DEVNET_PORT:-8545}"
-rpc="http://127.0.0.1:$port"
-state_dir="$root/.devnet"
-# anvil's well-known account 0: public test key, never use it on a real chain.
-deployer_key="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-# anvil's well-known account 1: the devnet host's wallet.
-host_key="0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-# The host node's p2p port on 127.0.0.1 (TCP and QUIC); 0 lets the OS pick one.
+chain_id="${GPUFLOW_DEVNET_CHAIN_ID:-31337}"
 p2p_port="${GPUFLOW_DEVNET_P2P_PORT:-0}"
+api_port="${GPUFLOW_DEVNET_API_PORT:-8686}"
+state_dir="${GPUFLOW_DEVNET_DIR:-$root/.devnet}"
+rpc="http://127.0.0.1:$port"
+# anvil's well-known keys: public test keys, never use them on a real chain.
+# Account 0 deploys and mints; accounts 1 and 3 are the two hosts' wallets; account 2 is the
+# renter the README uses (any of the ten can rent: all are funded).
+deployer_key="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+host_a_key="0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+renter_key="0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+host_b_key="0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
+# 10,000 mUSD in base units (6 decimals).
+fund_amount=10000000000
+
+next_port() { if [ "$1" = 0 ]; then echo 0; else echo $(($1 + 1)); fi; }
 
 mkdir -p "$state_dir"
-if "$bin/cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1; then
+state_dir="$(cd "$state_dir" && pwd)"
+if "$tools/cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1; then
   echo "error: something already answers on $rpc; stop it or set GPUFLOW_DEVNET_PORT" >&2
   exit 1
 fi
 
-pids=()
+# Children we started, stopped in reverse order on exit: the nodes first (they withdraw their
+# offers; they need the chain for that), then anvil.
+anvil_pid=""
+node_pids=()
+node_dirs=()
+
+# Process workloads run in their own process group and deliberately outlive their node (a
+# restarted node re-adopts them through <data_dir>/workloads/<lease>/pid.json). A devnet's
+# chain dies with it, so its workloads must go too: kill each recorded process group whose
+# leader is still the process that was started (same /proc start time, pids get reused).
+kill_workloads() {
+  local dir f id pid start now
+  for dir in "${node_dirs[@]}"; do
+    for f in "$dir"/workloads/*/pid.json; do
+      [ -f "$f" ] || continue
+      id="$(sed -n 's/.*"id":"\([0-9]*:[0-9]*\)".*/\1/p' "$f")"
+      pid="${id%%:*}" start="${id##*:}"
+      [ -n "$pid" ] || continue
+      now="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)" || true
+      if [ -n "$now" ] && [ "$now" = "$start" ]; then
+        echo "stopping workload process group $pid ($(basename "$(dirname "$f")"))"
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+      fi
+    done
+  done
+}
+
+# Sends SIGTERM to the given pids, waits up to 20 s for them, then SIGKILLs what is left.
+stop_pids() {
+  local p
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 200); do
+    local alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "$@"; do
+    if kill -0 "$p" 2>/dev/null; then
+      echo "pid $p ignored SIGTERM for 20 s; killing it" >&2
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+    wait "$p" 2>/dev/null || true
+  done
+}
+
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "stopping devnet..."
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  [ "${#node_pids[@]}" -gt 0 ] && stop_pids "${node_pids[@]}"
+  kill_workloads
+  [ -n "$anvil_pid" ] && stop_pids "$anvil_pid"
+  echo "devnet stopped"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
-echo "starting anvil on $rpc (log: .devnet/anvil.log)"
-"$bin/anvil" --port "$port" --host 127.0.0.1 >"$state_dir/anvil.log" 2>&1 &
-pids+=($!)
-
+echo "starting anvil on $rpc, chain id $chain_id (log: $state_dir/anvil.log)"
+"$tools/anvil" --port "$port" --host 127.0.0.1 --chain-id "$chain_id" \
+  >"$state_dir/anvil.log" 2>&1 &
+anvil_pid=$!
 for _ in $(seq 1 100); do
-  "$bin/cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1 && break
+  "$tools/cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1 && break
+  kill -0 "$anvil_pid" 2>/dev/null || {
+    echo "error: anvil exited; see $state_dir/anvil.log" >&2
+    exit 1
+  }
   sleep 0.1
 done
-chain_id="$("$bin/cast" chain-id --rpc-url "$rpc")"
+"$tools/cast" chain-id --rpc-url "$rpc" >/dev/null
 
-echo "deploying the mock stablecoin and GpuFlowEscrow (log: .devnet/deploy.log)"
-(cd "$root/contracts" && "$bin/forge" script script/Deploy.s.sol --rpc-url "$rpc" \
+echo "deploying the mock stablecoin and GpuFlowEscrow (log: $state_dir/deploy.log)"
+(cd "$root/contracts" && "$tools/forge" script script/Deploy.s.sol --rpc-url "$rpc" \
   --broadcast --private-key "$deployer_key" >"$state_dir/deploy.log" 2>&1) || {
-  echo "error: deployment failed; see .devnet/deploy.log" >&2
+  echo "error: deployment failed; see $state_dir/deploy.log" >&2
   exit 1
 }
 deployment="$root/contracts/deployments/$chain_id.json"
 cp "$deployment" "$state_dir/devnet.json"
+# Only the default chain's file is git-ignored; a test's chain leaves nothing in the tree.
+[ "$chain_id" = 31337 ] || rm -f "$deployment"
+token="$(sed -n 's/.*"token": *"\(0x[0-9a-fA-F]*\)".*/\1/p' "$state_dir/devnet.json")"
 
-echo "building gpuflow-node and gpuflow (cargo build; log: .devnet/build.log)"
-(cd "$root" && cargo build -p gpuflow-node -p gpuflow >"$state_dir/build.log" 2>&1) || {
-  echo "error: cargo build failed; see .devnet/build.log" >&2
+echo "funding anvil's ten accounts with 10,000 mUSD each"
+accounts="$("$tools/cast" rpc eth_accounts --rpc-url "$rpc" | tr -d '[]" ' | tr ',' ' ')"
+for a in $accounts; do
+  "$tools/cast" send "$token" "mint(address,uint256)" "$a" "$fund_amount" \
+    --private-key "$deployer_key" --rpc-url "$rpc" >>"$state_dir/deploy.log" 2>&1 || {
+    echo "error: minting to $a failed; see $state_dir/deploy.log" >&2
+    exit 1
+  }
+done
+
+if [ -n "${GPUFLOW_BIN_DIR:-}" ]; then
+  bin="$GPUFLOW_BIN_DIR"
+else
+  echo "building gpuflow-node and gpuflow (cargo build; log: $state_dir/build.log)"
+  (cd "$root" && cargo build -p gpuflow-node -p gpuflow >"$state_dir/build.log" 2>&1) || {
+    echo "error: cargo build failed; see $state_dir/build.log" >&2
+    exit 1
+  }
+  bin="$root/target/debug"
+fi
+
+# Settings the node may not have yet: written only if `run --help` lists their flag, because
+# the node rejects unknown config keys.
+run_help="$("$bin/gpuflow-node" run --help)"
+has_flag() { grep -q -- "$1" <<<"$run_help"; }
+
+# Writes <state dir>/<name>.toml. Args: name p2p-port api-port region bootstrap-toml-array,
+# then the [pricing] and [[gpu.declared]] tables on stdin.
+write_config() {
+  local name="$1" p="$2" api="$3" region="$4" boot="$5" dir="$state_dir/$1"
+  # Each devnet is a new chain: the node's leases and chain cursor from the last one would point
+  # at blocks and leases that no longer exist, so every host starts from a clean data dir.
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  {
+    echo "# Written by scripts/devnet.sh: devnet host $name."
+    echo "data_dir = \"$dir\""
+    echo "listen = [\"/ip4/127.0.0.1/tcp/$p\", \"/ip4/127.0.0.1/udp/$p/quic-v1\"]"
+    echo "bootstrap = $boot"
+    echo
+    echo "[chain]"
+    echo "deployment = \"$state_dir/devnet.json\""
+    echo
+    echo "[machine]"
+    echo "region = \"$region\""
+    echo "cpu_cores = 16"
+    echo "ram_mib = 65536"
+    echo "disk_gib = 200"
+    echo "inet_up_mbps = 1000"
+    echo "inet_down_mbps = 1000"
+    echo
+    echo "[offers]"
+    echo 'templates = ["pytorch", "jupyter", "vllm", "ollama"]'
+    if has_flag --api-addr; then
+      echo
+      echo "[api]"
+      echo "addr = \"127.0.0.1:$api\""
+    fi
+    if has_flag --runtime; then
+      echo
+      echo "[runtime]"
+      echo 'kind = "process"'
+    fi
+    echo
+    echo "[gpu]"
+    echo 'detection = "declared"'
+    echo
+    cat
+  } >"$state_dir/$name.toml"
+}
+
+# Starts host $1 with wallet key $2 and waits for its `ready` line.
+start_host() {
+  local name="$1" key="$2" dir="$state_dir/$1" pid
+  GPUFLOW_HOST_PRIVATE_KEY="$key" GPUFLOW_RPC_URL="$rpc" "$bin/gpuflow-node" run \
+    --config "$state_dir/$name.toml" >"$dir/node.out" 2>"$dir/node.log" &
+  pid=$!
+  node_pids+=("$pid")
+  node_dirs+=("$dir")
+  # The node prints `ready <peer id>` once it listens and its offers are announced.
+  for _ in $(seq 1 300); do
+    grep -q '^ready ' "$dir/node.out" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || {
+      echo "error: host $name exited; see $dir/node.log" >&2
+      exit 1
+    }
+    sleep 0.1
+  done
+  echo "error: host $name was not ready after 30 s; see $dir/node.log" >&2
   exit 1
 }
 
-# Simulated GPUs: no NVIDIA driver is needed, and the offers say they are self-declared.
-node_dir="$state_dir/node"
-# Each devnet is a new chain: the node's leases and chain cursor from the last one would point
-# at blocks and leases that no longer exist, so the host starts from a clean data dir.
-rm -rf "$node_dir"
-mkdir -p "$node_dir"
-cat >"$state_dir/node.toml" <<TOML
-# Written by scripts/devnet.sh: the devnet's host node.
-data_dir = "$node_dir"
-listen = ["/ip4/127.0.0.1/tcp/$p2p_port", "/ip4/127.0.0.1/udp/$p2p_port/quic-v1"]
+# A TOML/JSON array of the lines of file $1.
+array_of() { sed 's/.*/"&"/' "$1" | paste -sd, | sed 's/^/[/; s/$/]/'; }
 
-[chain]
-deployment = "$state_dir/devnet.json"
-
-[machine]
-region = "DE"
-cpu_cores = 32
-ram_mib = 131072
-disk_gib = 500
-inet_up_mbps = 1000
-inet_down_mbps = 1000
-
-[offers]
-templates = ["pytorch", "ubuntu"]
-
+write_config host-a "$p2p_port" "$api_port" DE "[]" <<'TOML'
 [pricing]
 RTX_4090 = "0.40"
-
-[gpu]
-detection = "declared"
 
 [[gpu.declared]]
 model = "RTX_4090"
@@ -94,54 +236,104 @@ vram_mib = 24564
 cuda = "12.4"
 driver = "550.54.14"
 TOML
+echo "starting host A: 2x RTX_4090 (simulated) at 0.40 mUSD/GPU-hour, DE (log: $state_dir/host-a/node.log)"
+start_host host-a "$host_a_key"
 
-echo "starting the host node: 2x RTX_4090 (simulated) at 0.40 mUSD/GPU-hour, process runtime (log: .devnet/node.log)"
-rm -f "$node_dir/listen_addrs" "$state_dir/node.out"
-GPUFLOW_HOST_PRIVATE_KEY="$host_key" GPUFLOW_RPC_URL="$rpc" "$root/target/debug/gpuflow-node" run \
-  --config "$state_dir/node.toml" >"$state_dir/node.out" 2>"$state_dir/node.log" &
-pids+=($!)
-# The node prints `ready <peer id>` once it listens and its offers are announced.
-for _ in $(seq 1 300); do
-  grep -q '^ready ' "$state_dir/node.out" 2>/dev/null && break
-  kill -0 "${pids[1]}" 2>/dev/null || {
-    echo "error: the host node exited; see .devnet/node.log" >&2
-    exit 1
-  }
-  sleep 0.1
-done
-grep -q '^ready ' "$state_dir/node.out" || {
-  echo "error: the host node did not become ready in 30 s; see .devnet/node.log" >&2
-  exit 1
-}
+write_config host-b "$(next_port "$p2p_port")" "$(next_port "$api_port")" US \
+  "$(array_of "$state_dir/host-a/listen_addrs")" <<'TOML'
+[pricing]
+RTX_3090 = "0.25"
 
-# Record the node's multiaddrs in devnet.json so `gpuflow` finds them without flags.
+[[gpu.declared]]
+model = "RTX_3090"
+count = 1
+vram_mib = 24576
+cuda = "12.2"
+driver = "535.104.05"
+TOML
+echo "starting host B: 1x RTX_3090 (simulated) at 0.25 mUSD/GPU-hour, US (log: $state_dir/host-b/node.log)"
+start_host host-b "$host_b_key"
+
+# Both hosts' multiaddrs and the RPC URL in devnet.json, so `gpuflow` needs no flags. Written
+# to a temporary file and renamed: a reader never sees half a file.
 node -e '
 const fs = require("fs");
-const [file, addrsFile] = process.argv.slice(1);
+const [file, a, b, rpc] = process.argv.slice(1);
+const lines = (f) => fs.readFileSync(f, "utf8").split("\n").filter(Boolean);
 const d = JSON.parse(fs.readFileSync(file, "utf8"));
-d.bootstrap = fs.readFileSync(addrsFile, "utf8").split("\n").filter(Boolean);
-fs.writeFileSync(file, JSON.stringify(d, null, 2) + "\n");
-' "$state_dir/devnet.json" "$node_dir/listen_addrs"
+d.bootstrap = [...lines(a), ...lines(b)];
+d.rpcUrl = rpc;
+fs.writeFileSync(file + ".tmp", JSON.stringify(d, null, 2) + "\n");
+fs.renameSync(file + ".tmp", file);
+' "$state_dir/devnet.json" "$state_dir/host-a/listen_addrs" "$state_dir/host-b/listen_addrs" "$rpc"
 
+# Each host must know both hosts' offers before the devnet counts as up: `gpuflow search` takes
+# the book of the first peer that answers, and host B pulls host A's offers only after its own
+# `ready`. Asks each host's book directly until it holds offers from two hosts (30 s at most).
+books_complete() {
+  local a n
+  for a in $(grep -h '/tcp/' "$state_dir/host-a/listen_addrs" "$state_dir/host-b/listen_addrs"); do
+    n="$("$bin/gpuflow" search --json --timeout 5 --bootstrap "$a" 2>/dev/null |
+      node -e 'let s="";process.stdin.on("data",c=>s+=c).on("end",()=>{try{
+        console.log(new Set(JSON.parse(s).offers.map(o=>o.host)).size)}catch{console.log(0)}})')"
+    [ "$n" = 2 ] || return 1
+  done
+}
+books_ok=0
+for _ in $(seq 1 60); do
+  if books_complete; then books_ok=1; break; fi
+  sleep 0.5
+done
+[ "$books_ok" = 1 ] || echo "warning: the hosts do not see each other's offers after 30 s; see the node logs" >&2
+
+api_of() { cat "$state_dir/$1/api_addr" 2>/dev/null || echo "(not running in this build)"; }
+# The CLI finds .devnet/devnet.json upward from its current directory; elsewhere it needs the
+# bootstrap peers and RPC in its environment.
+envs=""
+if [ "$state_dir" = "$root/.devnet" ]; then
+  where="in this checkout"
+elif [ "$(basename "$state_dir")" = .devnet ]; then
+  where="in $(dirname "$state_dir")"
+else
+  where="anywhere"
+  envs="  export GPUFLOW_BOOTSTRAP=$(node -p 'require(process.argv[1]).bootstrap.join(",")' \
+    "$state_dir/devnet.json") GPUFLOW_RPC_URL=$rpc"
+fi
 node -e '
-const d = require(process.argv[1]);
-console.log("");
-console.log("GPUFlow devnet is up");
-console.log("  rpc             " + process.argv[2]);
-console.log("  chain id        " + d.chainId);
-console.log("  escrow          " + d.escrow);
-console.log("  token (mUSD)    " + d.token);
-console.log("  fee             " + d.feeBps + " bps to " + d.treasury);
-console.log("  accept timeout  " + d.acceptTimeout + " s");
-console.log("  host node       " + d.bootstrap.join("\n                  "));
-console.log("  written to      .devnet/devnet.json");
-console.log("");
-console.log("try:");
-console.log("  cargo run -q -p gpuflow -- search");
-console.log("  cargo run -q -p gpuflow -- search \x27gpu_name=RTX_4090 num_gpus>=2\x27 --json");
-console.log("");
-console.log("Press Ctrl-C to stop.");
-' "$state_dir/devnet.json" "$rpc"
+const [file, rpc, bin, apiA, apiB, stateDir, renterKey, where, envs] = process.argv.slice(1);
+const d = require(file);
+const l = (s) => console.log(s);
+l("");
+l("GPUFlow devnet is up");
+l("  rpc             " + rpc + " (chain id " + d.chainId + ")");
+l("  escrow          " + d.escrow);
+l("  token (mUSD)    " + d.token + " (6 decimals)");
+l("  fee             " + d.feeBps + " bps to " + d.treasury);
+l("  accept timeout  " + d.acceptTimeout + " s");
+l("  host A          2x RTX_4090 at 0.40/GPU-h, DE, wallet = anvil account 1, API " + apiA);
+l("  host B          1x RTX_3090 at 0.25/GPU-h, US, wallet = anvil account 3, API " + apiB);
+l("  bootstrap       " + d.bootstrap.join("\n                  "));
+l("  accounts        anvil 0..9 hold 10,000 mUSD each");
+l("  written to      " + stateDir + "/devnet.json");
+l("");
+l("try, in another terminal " + where + ":");
+if (envs) l(envs);
+l("  export PATH=\"" + bin + ":$PATH\"");
+l("  export GPUFLOW_PRIVATE_KEY=" + renterKey + "   # anvil account 2, a renter");
+l("  gpuflow search");
+l("  gpuflow search \x27gpu_name=RTX_4090 num_gpus>=2\x27 -o dph+");
+l("  gpuflow wallet balance");
+l("  gpuflow rent <offer id from search> --hours 1 --yes");
+l("  gpuflow rent --query \x27gpu_name=RTX_3090\x27 --hours 1 --yes");
+l("  gpuflow leases");
+l("  gpuflow stop <lease id>");
+l("");
+l("Press Ctrl-C to stop (nodes, their workloads and anvil).");
+' "$state_dir/devnet.json" "$rpc" "$bin" "$(api_of host-a)" "$(api_of host-b)" "$state_dir" \
+  "$renter_key" "$where" "$envs"
 
-# Runs until Ctrl-C, or until anvil or the node exits.
-wait -n "${pids[@]}"
+# Runs until Ctrl-C, or until anvil or a node exits.
+set +e
+wait -n "$anvil_pid" "${node_pids[@]}"
+echo "a devnet process exited; see the logs in $state_dir" >&2
+exit 1

@@ -5,9 +5,16 @@
 //!    `$XDG_CONFIG_HOME/gpuflow/config.toml` or `~/.config/gpuflow/config.toml`);
 //! 4. `"bootstrap": [...]` in `.devnet/devnet.json`, searched upward from the current
 //!    directory (written by `make devnet` once its host node listens).
+//!
+//! The chain RPC URL is found the same way ([`resolve_rpc`]): `--rpc-url` > `GPUFLOW_RPC_URL` >
+//! `rpc_url` in the config file > `"rpcUrl"` in the devnet file. The deployment (chain id,
+//! escrow, token) comes from the offer being rented; commands without an offer (`wallet
+//! balance`) read it from `[deployment]` in the config file or the devnet file
+//! ([`resolve_deployment`]).
 
 use std::path::{Path, PathBuf};
 
+use alloy::primitives::Address;
 use gpuflow_p2p::Multiaddr;
 use serde::Deserialize;
 
@@ -41,13 +48,41 @@ pub(crate) struct ClientConfig {
     /// Bootstrap multiaddrs.
     #[serde(default)]
     pub(crate) bootstrap: Vec<String>,
+    /// Chain RPC URL.
+    #[serde(default)]
+    pub(crate) rpc_url: Option<String>,
+    /// The escrow deployment, for commands that rent nothing (`wallet balance`).
+    #[serde(default)]
+    pub(crate) deployment: Option<Deployment>,
+}
+
+/// Where the contracts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Deployment {
+    /// Chain id.
+    #[serde(alias = "chain_id")]
+    pub(crate) chain_id: u64,
+    /// The `GpuFlowEscrow` contract.
+    pub(crate) escrow: Address,
+    /// The stablecoin.
+    pub(crate) token: Address,
 }
 
 /// The part of a devnet file the CLI reads.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DevnetFile {
     #[serde(default)]
     bootstrap: Vec<String>,
+    #[serde(default)]
+    rpc_url: Option<String>,
+    #[serde(default)]
+    chain_id: Option<u64>,
+    #[serde(default)]
+    escrow: Option<Address>,
+    #[serde(default)]
+    token: Option<Address>,
 }
 
 /// Why no usable bootstrap address was found.
@@ -68,6 +103,11 @@ pub(crate) enum BootstrapError {
     },
     #[error("cannot read {path}: {why}")]
     File { path: PathBuf, why: String },
+    #[error(
+        "no chain RPC URL: pass --rpc-url http://…:8545, set GPUFLOW_RPC_URL, add `rpc_url = \"…\"` \
+         to the config file, or start a devnet with `make devnet`"
+    )]
+    NoRpc,
 }
 
 /// The default CLI config file location.
@@ -169,6 +209,68 @@ pub(crate) fn resolve(
     })
 }
 
+/// The config file to read: the named one (which must exist) or the default one if it exists.
+fn config_file(
+    config: Option<&Path>,
+    env: Env<'_>,
+) -> Result<Option<ClientConfig>, BootstrapError> {
+    let (path, required) = match config {
+        Some(p) => (Some(p.to_owned()), true),
+        None => (default_config_file(env), false),
+    };
+    match path {
+        Some(p) if required || p.is_file() => Ok(Some(read_json_or_toml(&p, false)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The chain RPC URL and where it came from, by the order in the module docs.
+pub(crate) fn resolve_rpc(
+    flag: Option<&str>,
+    config: Option<&Path>,
+    env: Env<'_>,
+    cwd: &Path,
+) -> Result<(String, String), BootstrapError> {
+    if let Some(u) = flag.filter(|u| !u.is_empty()) {
+        return Ok((u.to_owned(), "--rpc-url".into()));
+    }
+    if let Some(u) = env("GPUFLOW_RPC_URL").filter(|u| !u.is_empty()) {
+        return Ok((u, "GPUFLOW_RPC_URL".into()));
+    }
+    if let Some(u) = config_file(config, env)?.and_then(|c| c.rpc_url) {
+        return Ok((u, "the config file".into()));
+    }
+    if let Some(path) = find_devnet_file(cwd) {
+        let d: DevnetFile = read_json_or_toml(&path, true)?;
+        if let Some(u) = d.rpc_url {
+            return Ok((u, path.display().to_string()));
+        }
+    }
+    Err(BootstrapError::NoRpc)
+}
+
+/// The deployment from the config file's `[deployment]`, else the devnet file.
+pub(crate) fn resolve_deployment(
+    config: Option<&Path>,
+    env: Env<'_>,
+    cwd: &Path,
+) -> Result<Option<Deployment>, BootstrapError> {
+    if let Some(d) = config_file(config, env)?.and_then(|c| c.deployment) {
+        return Ok(Some(d));
+    }
+    if let Some(path) = find_devnet_file(cwd) {
+        let d: DevnetFile = read_json_or_toml(&path, true)?;
+        if let (Some(chain_id), Some(escrow), Some(token)) = (d.chain_id, d.escrow, d.token) {
+            return Ok(Some(Deployment {
+                chain_id,
+                escrow,
+                token,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +307,55 @@ mod tests {
         let (addrs, src) = resolve(&[], None, &no_env, &nested).unwrap();
         assert_eq!(addrs[0].to_string(), B);
         assert!(matches!(src, Source::Devnet(_)), "found upward from a/b");
+    }
+
+    #[test]
+    fn rpc_and_deployment_come_from_flag_env_config_or_devnet() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".devnet")).unwrap();
+        std::fs::write(
+            dir.path().join(".devnet/devnet.json"),
+            r#"{"chainId": 31337, "escrow": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                "token": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512", "feeBps": 100,
+                "rpcUrl": "http://127.0.0.1:8545", "bootstrap": []}"#,
+        )
+        .unwrap();
+        let (url, from) = resolve_rpc(None, None, &no_env, dir.path()).unwrap();
+        assert_eq!(url, "http://127.0.0.1:8545");
+        assert!(from.ends_with("devnet.json"), "{from}");
+        let env = |k: &str| (k == "GPUFLOW_RPC_URL").then(|| "http://env:1".to_owned());
+        assert_eq!(
+            resolve_rpc(None, None, &env, dir.path()).unwrap().0,
+            "http://env:1"
+        );
+        let flag = resolve_rpc(Some("http://flag:1"), None, &env, dir.path()).unwrap();
+        assert_eq!(flag.0, "http://flag:1");
+        let d = resolve_deployment(None, &no_env, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.chain_id, 31_337);
+
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "rpc_url = \"http://cfg:1\"\n[deployment]\nchain_id = 5\n\
+             escrow = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n\
+             token = \"0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_rpc(None, Some(&cfg), &no_env, dir.path())
+                .unwrap()
+                .0,
+            "http://cfg:1"
+        );
+        let d = resolve_deployment(Some(&cfg), &no_env, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.chain_id, 5);
+        let empty = tempfile::tempdir().unwrap();
+        let err = resolve_rpc(None, None, &no_env, empty.path()).unwrap_err();
+        assert!(err.to_string().contains("--rpc-url"), "{err}");
     }
 
     #[test]

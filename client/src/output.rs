@@ -39,6 +39,13 @@ impl Amount {
             formatted: format_units(U256::from(units), decimals),
         }
     }
+
+    pub(crate) fn from_u256(units: U256, decimals: u8) -> Self {
+        Self {
+            base_units: units.to_string(),
+            formatted: format_units(units, decimals),
+        }
+    }
 }
 
 /// One offer in `--json` output (see [`JSON_FIELDS_HELP`]).
@@ -157,24 +164,44 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The search result table.
-pub(crate) fn offers_table(offers: &[&VerifiedOffer], ctx: &EvalCtx<'_>) -> String {
+/// What the search table shows about an offer's host, from the reliability index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HostCols {
+    /// Reliability mean, 0..1.
+    pub(crate) reliability: f64,
+    /// Leases ever opened with the host on chain.
+    pub(crate) leases: u64,
+    /// Seconds since the host first appeared on chain (its offer's `host_since` when the
+    /// chain has nothing on it).
+    pub(crate) age_secs: u64,
+    /// False when no scores could be read: the prior is shown, marked `*`.
+    pub(crate) scored: bool,
+}
+
+/// The search result table; `host` gives each offer's host columns.
+pub(crate) fn offers_table(
+    offers: &[&VerifiedOffer],
+    host: &dyn Fn(&VerifiedOffer) -> HostCols,
+) -> String {
     let header = [
-        "GPU", "N", "VRAM", "$/GPU/H", "$/H", "RELIAB", "REGION", "AGE", "VERIFIED", "OFFER ID",
+        "GPU", "N", "VRAM", "$/GPU/H", "$/H", "RELIAB", "LEASES", "AGE", "REGION", "VERIFIED",
+        "OFFER ID",
     ];
     let rows: Vec<Vec<String>> = offers
         .iter()
         .map(|v| {
             let o = &v.offer;
+            let h = host(v);
             vec![
                 o.gpu.model.clone(),
                 o.gpu.count.to_string(),
                 gib(o.gpu.vram_mib),
                 format_units(U256::from(o.price_per_gpu_hour), o.token_decimals),
                 format_units(U256::from(o.price_per_hour()), o.token_decimals),
-                format!("{:.2}", ctx.reliability(&o.host)),
+                format!("{:.2}{}", h.reliability, if h.scored { "" } else { "*" }),
+                h.leases.to_string(),
+                short_duration(h.age_secs),
                 o.region.clone(),
-                short_duration(ctx.now().saturating_sub(o.host_since)),
                 if o.gpu_source == GpuSource::Nvml {
                     "yes"
                 } else {
@@ -204,7 +231,12 @@ mod tests {
         o.price_per_gpu_hour = 400_001;
         let v = h.sign(&o).verify(NOW).unwrap();
         let ctx = EvalCtx::new(NOW);
-        let t = offers_table(&[&v], &ctx);
+        let t = offers_table(&[&v], &|v| HostCols {
+            reliability: ctx.reliability(&v.offer.host),
+            leases: 3,
+            age_secs: ctx.now().saturating_sub(v.offer.host_since),
+            scored: false,
+        });
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("GPU"), "{t}");
         for want in [
@@ -212,7 +244,8 @@ mod tests {
             "24 GB",
             "0.400001",
             "0.800002",
-            "0.60",
+            "0.60*",
+            "  3  ",
             "DE",
             "1d",
             "no (declared)",

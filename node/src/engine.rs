@@ -14,10 +14,13 @@
 //!   first so a crash never sends it twice (a lost `start` is retried only after
 //!   [`START_RETRY_SECS`], after the chain still shows the lease pending, and `start` is simulated
 //!   before it is sent);
-//! - started on chain → `Launching`: the workload runs under the process runtime with the
-//!   spec's command, or [`default_command`] (`python3 -m http.server $PORT`) when the spec has
-//!   none (a template or image name means nothing to the process runtime); once its first port
-//!   accepts TCP connections → `Running`;
+//! - started on chain → `Launching`: the workload runs under the configured runtime
+//!   (`--runtime docker|process`, [`crate::runtime::AnyRuntime`]). Docker runs the spec's image.
+//!   The process runtime cannot run images, so a spec naming one (the quote desk always sets the
+//!   template or image the renter asked for) or naming no command runs [`default_command`]
+//!   (`python3 -m http.server $PORT`) instead, a stand-in that lets a renter check the lease end
+//!   to end; a spec with a command and no image runs that command. Once the workload's first
+//!   port accepts TCP connections → `Running`;
 //! - closed on chain (by either party) → the workload is stopped → `Closed`;
 //! - running and the deposit used up (`pricePerSecond * (now - startedAt) >= deposit`, wall
 //!   clock), or the workload died → the workload is stopped, `close` is sent → `Closed`;
@@ -30,42 +33,55 @@
 //! Before it handles any event, the worker reconciles what it finds after a (re)start
 //! ([`recovery`]): lease records, the chain's view of each lease and the runtime's workloads.
 //!
+//! The worker also withdraws earnings in `withdrawMany` batches ([`withdraw`]): on the
+//! `[earnings] withdraw_interval_secs` timer, when asked through [`EngineHandle::withdraw`]
+//! (`POST /withdraw`, and the node before a planned shutdown), never repeating a refused batch
+//! blindly. It records what the escrow paid the host ([`crate::earnings::PayoutRepo`]) from the
+//! watcher's `Withdrawn`/`LeaseClosed` events and from its own withdrawals' receipts. Being the
+//! only task that sends host transactions, it never races itself for a nonce.
+//!
 //! Limits of this slice: the worker handles one lease at a time (a `start` receipt or a launch
-//! blocks the others for up to [`EngineConfig::ready_timeout`]); earnings are not withdrawn in
-//! batches (they are paid at close).
+//! blocks the others, and a withdrawal request, for up to [`EngineConfig::ready_timeout`]).
 
 mod recovery;
+pub mod withdraw;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{self as escrow_types};
 use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, PortMap, SignedQuote, code};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::tx::host_provider;
-use crate::chain::{ChainEvent, HostTx, TxError, Watcher, WatcherConfig};
+use crate::chain::{ChainEvent, HostTx, TxError, Watcher, WatcherConfig, WatcherHandle};
 use crate::config::Config;
+use crate::earnings::{Payout, PayoutError, PayoutRepo};
 use crate::lease::{Event, LeaseRecord, LeaseRepo, LeaseSpec, RepoError, State};
 use crate::runtime::{
-    ProcessConfig, ProcessRuntime, Runtime, RuntimeError, WorkloadHandle, WorkloadStatus,
+    AnyRuntime, Runtime, RuntimeError, RuntimeKind, WorkloadHandle, WorkloadStatus,
 };
 use crate::wallet::HostWallet;
+
+pub use withdraw::{Trigger, WithdrawReport};
 
 /// Chain events waiting for the engine; when full, the watcher waits (it never drops events).
 const CHAIN_EVENTS: usize = 256;
 /// `Opened` hints waiting for the engine; when full, the hint is dropped (the watcher and the
 /// timer still find the lease).
 const NUDGES: usize = 64;
+/// Withdrawal requests waiting for the engine (operator, shutdown); when full, the requester
+/// waits for room (the API under its request timeout).
+const COMMANDS: usize = 8;
 /// A `start` whose receipt never came is sent again only after this long (and only while the
 /// chain still shows the lease pending; the resend is simulated first).
 pub const START_RETRY_SECS: u64 = 120;
@@ -109,6 +125,8 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// Longest a launched workload may take to accept connections on its first port.
     pub ready_timeout: Duration,
+    /// The value of `DOCKER_HOST` (docker runtime only; `None`: the standard socket).
+    pub docker_host: Option<String>,
 }
 
 impl EngineConfig {
@@ -119,6 +137,7 @@ impl EngineConfig {
             public_host: Ipv4Addr::LOCALHOST.to_string(),
             tick: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(30),
+            docker_host: None,
         }
     }
 }
@@ -159,6 +178,21 @@ pub enum EngineError {
          node reachable?"
     )]
     AcceptTimeout(#[source] alloy::contract::Error),
+    /// Reading a value from the escrow failed.
+    #[error("reading {what} from the escrow: {source}; is the chain node reachable?")]
+    Escrow {
+        /// What was read.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// The payout records failed.
+    #[error(transparent)]
+    Payouts(#[from] PayoutError),
+    /// The engine worker is not running (the node is stopping).
+    #[error("the lease engine is not running (the node is stopping)")]
+    Stopped,
     /// The workload did not come up.
     #[error("workload of lease {lease} {why}; see its workload.log")]
     NotReady {
@@ -169,10 +203,21 @@ pub enum EngineError {
     },
 }
 
-/// Tells the engine about a lease. Cheap to clone.
+/// A request to the engine worker, answered on `reply`.
+#[derive(Debug)]
+enum Command {
+    /// Withdraw one batch now.
+    Withdraw {
+        trigger: Trigger,
+        reply: oneshot::Sender<Result<WithdrawReport, EngineError>>,
+    },
+}
+
+/// Tells the engine about a lease and asks it to withdraw. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
     nudges: mpsc::Sender<B256>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl EngineHandle {
@@ -180,6 +225,17 @@ impl EngineHandle {
     /// queue is full or the engine stopped; the timer and the watcher still find the lease.
     pub fn nudge(&self, lease: B256) -> bool {
         self.nudges.try_send(lease).is_ok()
+    }
+
+    /// Withdraws one batch now and returns what it did. Waits while the worker finishes its
+    /// current step (a launch can take [`EngineConfig::ready_timeout`]): callers bound it.
+    pub async fn withdraw(&self, trigger: Trigger) -> Result<WithdrawReport, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Withdraw { trigger, reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
     }
 }
 
@@ -263,21 +319,34 @@ fn unknown(lease: B256) -> LeaseResponse {
     )
 }
 
-/// Starts the watcher and the engine worker as tasks in `tasks` (both end on `cancel`) and
-/// returns the front for the p2p lease protocol.
+/// What [`start`] hands back: the p2p front, the engine and watcher handles, and read access to
+/// the chain and the node's lease and payout tables (for the API).
+#[derive(Debug, Clone)]
+pub struct EngineParts {
+    /// For the p2p lease protocol.
+    pub front: LeaseFront,
+    /// Withdrawals on demand.
+    pub handle: EngineHandle,
+    /// The chain watcher's progress.
+    pub watcher: WatcherHandle,
+    /// The escrow, read-only use (views).
+    pub escrow: GpuFlowEscrowInstance<DynProvider>,
+    /// What the escrow paid this host.
+    pub payouts: PayoutRepo,
+}
+
+/// Starts the watcher and the engine worker as tasks in `tasks` (both end on `cancel`), running
+/// workloads on `runtime`.
 pub async fn start(
     config: &Config,
     wallet: &PrivateKeySigner,
     engine: EngineConfig,
+    runtime: AnyRuntime,
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
-) -> Result<LeaseFront, EngineError> {
+) -> Result<EngineParts, EngineError> {
     let chain = &config.chain;
     let repo = LeaseRepo::open(&config.db_path()).await?;
-    let runtime = ProcessRuntime::new(&ProcessConfig {
-        data_dir: config.data_dir.clone(),
-        stop_grace: Duration::from_secs(5),
-    })?;
     let reader = ProviderBuilder::new()
         .connect_http(engine.rpc_url.clone())
         .erased();
@@ -286,33 +355,52 @@ pub async fn start(
         &HostWallet::from_signer(wallet.clone()),
     );
     let host = wallet.address();
+    let payouts = PayoutRepo::new(repo.pool().clone(), chain.chain_id, chain.escrow, host);
     let (events_tx, events) = mpsc::channel(CHAIN_EVENTS);
-    let (watcher, _status) = Watcher::new(
-        reader,
+    let (watcher, watcher_handle) = Watcher::new(
+        reader.clone(),
         repo.pool().clone(),
         WatcherConfig::new(chain.chain_id, chain.escrow, host),
         events_tx,
     );
     tasks.spawn(watcher.run(cancel.clone()));
     let (nudges_tx, nudges) = mpsc::channel(NUDGES);
+    let (commands_tx, commands) = mpsc::channel(COMMANDS);
+    let kind = runtime.kind();
+    let interval = config.earnings.withdraw_interval_secs;
     let worker = Engine {
         repo: repo.clone(),
         runtime,
+        kind,
         tx: HostTx::new(signer.clone(), chain.escrow, host, chain.chain_id)
             .with_receipt_timeout(Duration::from_secs(60)),
         escrow: GpuFlowEscrow::new(chain.escrow, signer),
         host,
         accept_timeout: tokio::sync::OnceCell::new(),
+        fee_bps: tokio::sync::OnceCell::new(),
+        payouts: payouts.clone(),
         tick: engine.tick,
         ready_timeout: engine.ready_timeout,
+        withdraw_every: (interval > 0).then(|| Duration::from_secs(interval)),
     };
-    tasks.spawn(worker.run(events, nudges, cancel.clone()));
-    tracing::info!(target: "lease", rpc = %engine.rpc_url, escrow = %chain.escrow, %host, "lease engine started (process runtime)");
-    Ok(LeaseFront {
-        repo,
-        domain: escrow_types::domain(chain.chain_id, chain.escrow),
-        engine: EngineHandle { nudges: nudges_tx },
-        public_host: engine.public_host,
+    tasks.spawn(worker.run(events, nudges, commands, cancel.clone()));
+    tracing::info!(target: "lease", rpc = %engine.rpc_url, escrow = %chain.escrow, %host, runtime = %kind,
+        withdraw_interval_secs = interval, "lease engine started");
+    let handle = EngineHandle {
+        nudges: nudges_tx,
+        commands: commands_tx,
+    };
+    Ok(EngineParts {
+        front: LeaseFront {
+            repo,
+            domain: escrow_types::domain(chain.chain_id, chain.escrow),
+            engine: handle.clone(),
+            public_host: engine.public_host,
+        },
+        handle,
+        watcher: watcher_handle,
+        escrow: GpuFlowEscrow::new(chain.escrow, reader),
+        payouts,
     })
 }
 
@@ -320,22 +408,31 @@ pub async fn start(
 pub struct Engine<P, R> {
     repo: LeaseRepo,
     runtime: R,
+    /// Which driver `runtime` is (what a spec's image means depends on it).
+    kind: RuntimeKind,
     tx: HostTx<P>,
     escrow: GpuFlowEscrowInstance<P>,
     /// The host wallet (whose pending transactions recovery looks at).
     host: Address,
     /// The escrow's `acceptTimeout` (immutable in the contract), read on first use.
     accept_timeout: tokio::sync::OnceCell<u64>,
+    /// The escrow's `feeBps` (immutable in the contract), read on first use.
+    fee_bps: tokio::sync::OnceCell<u16>,
+    /// What the escrow paid this host.
+    payouts: PayoutRepo,
     tick: Duration,
     ready_timeout: Duration,
+    /// Scheduled withdrawal period; `None`: no schedule.
+    withdraw_every: Option<Duration>,
 }
 
 impl<P: Provider, R: Runtime> Engine<P, R> {
     /// Runs until `cancel` fires or the chain events end.
-    pub async fn run(
+    async fn run(
         self,
         mut events: mpsc::Receiver<ChainEvent>,
         mut nudges: mpsc::Receiver<B256>,
+        mut commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) {
         // Reconcile first, so no event is handled against a record the crash left stale.
@@ -345,19 +442,53 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         }
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without a schedule the timer is never polled (its period is irrelevant).
+        let period = self.withdraw_every.unwrap_or(Duration::from_secs(3600));
+        let mut withdraw_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        withdraw_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batcher = withdraw::Batcher::default();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 ev = events.recv() => match ev {
-                    Some(ChainEvent::Lease { event, .. }) => self.drive_logged(event.lease()).await,
-                    Some(ChainEvent::Reorg { .. }) => self.drive_active().await,
+                    Some(ChainEvent::Lease { meta, event }) => {
+                        self.record_payout(Payout::from_event(meta, &event)).await;
+                        self.drive_logged(event.lease()).await;
+                    }
+                    Some(ChainEvent::Reorg { fork_block, .. }) => {
+                        if let Err(e) = self.payouts.rollback_after(fork_block).await {
+                            tracing::warn!(target: "chain", error = %e, fork_block, "could not roll payouts back");
+                        }
+                        self.drive_active().await;
+                    }
                     None => break,
                 },
                 Some(lease) = nudges.recv() => self.drive_logged(lease).await,
+                Some(cmd) = commands.recv() => match cmd {
+                    Command::Withdraw { trigger, reply } => {
+                        let result = self.withdraw(&mut batcher, trigger).await;
+                        // The requester may have given up (timeout); the batch stands.
+                        let _ = reply.send(result);
+                    }
+                },
+                _ = withdraw_tick.tick(), if self.withdraw_every.is_some() => {
+                    if let Err(e) = self.withdraw(&mut batcher, Trigger::Schedule).await {
+                        tracing::warn!(target: "chain", error = %e, "scheduled withdrawal failed");
+                    }
+                }
                 _ = tick.tick() => self.drive_active().await,
             }
         }
         tracing::info!(target: "lease", "lease engine stopped");
+    }
+
+    async fn record_payout(&self, payout: Option<Payout>) {
+        let Some(p) = payout else { return };
+        if let Err(e) = self.payouts.record(&p).await {
+            // The event is delivered again after a restart (the cursor has not passed it).
+            tracing::warn!(target: "chain", lease = %p.lease, error = %e, "could not record a payout");
+        }
     }
 
     async fn drive_active(&self) {
@@ -529,10 +660,7 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         let id = rec.id;
         // A workload from an interrupted launch is replaced, never doubled.
         self.stop_workload(rec).await?;
-        let mut spec = rec.spec.clone();
-        if spec.command.is_empty() {
-            spec.command = default_command();
-        }
+        let spec = runnable_spec(&rec.spec, self.kind);
         let handle = self.runtime.launch(id, &spec).await?;
         self.repo
             .set_workload(id, Some(&handle), unix_now())
@@ -618,9 +746,42 @@ fn unix_now() -> u64 {
     crate::offers::unix_now()
 }
 
+/// The spec as `kind` runs it: the process runtime cannot run an image, so a spec with an
+/// image, or without a command, runs [`default_command`] instead.
+fn runnable_spec(spec: &LeaseSpec, kind: RuntimeKind) -> LeaseSpec {
+    let mut spec = spec.clone();
+    if kind == RuntimeKind::Process && (spec.image.is_some() || spec.command.is_empty()) {
+        spec.command = default_command();
+    }
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_runtime_runs_the_stand_in_for_images_docker_runs_the_spec() {
+        let image = LeaseSpec {
+            image: Some("pytorch".into()),
+            command: vec!["python".into(), "train.py".into()],
+            ..LeaseSpec::default()
+        };
+        assert_eq!(
+            runnable_spec(&image, RuntimeKind::Process).command,
+            default_command()
+        );
+        assert_eq!(runnable_spec(&image, RuntimeKind::Docker), image);
+        let command = LeaseSpec {
+            command: vec!["sleep".into(), "60".into()],
+            ..LeaseSpec::default()
+        };
+        assert_eq!(runnable_spec(&command, RuntimeKind::Process), command);
+        assert_eq!(
+            runnable_spec(&LeaseSpec::default(), RuntimeKind::Process).command,
+            default_command()
+        );
+    }
 
     #[test]
     fn default_command_serves_http_on_port() {

@@ -9,15 +9,21 @@
 //! the quote is open ([`quote`]). [`node::run`] wires the parts together as tasks under one
 //! cancellation token.
 //!
-//! The lease engine's parts are built and tested on their own: the lease state machine and
-//! records ([`lease`]), the escrow event watcher and transaction sender ([`chain`]), workload
-//! drivers ([`runtime`]: `process` and `docker`), the host wallet keystore ([`wallet`]) and the
-//! local HTTP API ([`api`]).
+//! With a chain RPC the node also runs the lease engine ([`engine`]): the lease state machine
+//! and records ([`lease`]), the escrow event watcher and transaction sender ([`chain`]), workload
+//! drivers ([`runtime`]: `process` or `docker`, chosen with `--runtime`), and batched
+//! `withdrawMany` withdrawals of what the leases earned ([`earnings`] keeps the payouts). The
+//! host wallet comes from the environment or an encrypted keystore ([`wallet`]). The local HTTP
+//! API ([`api`]) serves the node's status, leases, earnings and metrics, and lets the operator
+//! pause offers and withdraw (`node/view.rs` implements its `NodeView` over the live handles).
 //!
 //! Code map: `config/` (layered settings and the example file), `identity.rs`, `gpu/` (probe
-//! trait, selection, NVML driver), `offers.rs` (building, sequence numbers, announcer),
-//! `store.rs` (SQLite, migrations in `node/migrations`), `quote.rs`, `lease/`, `chain/`,
-//! `runtime/`, `wallet.rs`, `api/`, `secret_file.rs`, `node.rs` (start-up and shutdown).
+//! trait, selection, NVML driver), `offers.rs` + `offers/control.rs` (building, sequence
+//! numbers, announcer, pause/resume), `store.rs` (SQLite, migrations in `node/migrations`),
+//! `quote.rs`, `lease/`, `chain/`, `engine.rs` + `engine/` (worker, recovery, withdrawals),
+//! `earnings.rs`, `runtime/`, `wallet.rs`, `api/`, `secret_file.rs`, `node.rs` + `node/view.rs`
+//! (start-up, shutdown, the API's view). The binary: `main.rs`, `cmd/` (keystore subcommands,
+//! host wallet resolution, terminal prompts).
 //!
 //! Invariants: money is base units (`u128`/`U256`) from the config on; the identity key, API
 //! token and keystore files are never group/world readable; private keys are never logged; an
@@ -27,6 +33,7 @@
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod earnings;
 pub mod engine;
 pub mod gpu;
 pub mod identity;
@@ -35,6 +42,7 @@ pub mod node;
 pub mod offers;
 pub mod persist;
 pub mod quote;
+pub mod receipts;
 pub mod runtime;
 pub mod secret_file;
 pub mod store;

@@ -1,12 +1,12 @@
 //! `gpuflow-node`: the GPUFlow host daemon (see the library docs for how it is built).
 
+mod cmd;
+
 use std::io::IsTerminal;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
-use std::str::FromStr;
 
-use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -14,19 +14,20 @@ use gpuflow_node::config::{self, Config, ConfigArgs, EXAMPLE};
 use gpuflow_node::engine::EngineConfig;
 use gpuflow_node::gpu::nvml::NvmlProbe;
 use gpuflow_node::identity::{self, KeyOrigin};
+use gpuflow_node::wallet::PRIVATE_KEY_ENV;
 use gpuflow_protocol::offer::peer_id_of;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// The only place the host wallet's private key is read from (a keystore comes later).
-const PRIVATE_KEY_ENV: &str = "GPUFLOW_HOST_PRIVATE_KEY";
+use cmd::keystore::KeystoreCmd;
 
 /// GPUFlow host node: advertises this machine's GPUs on the GPUFlow network.
 ///
 /// Configuration comes from, lowest to highest precedence: built-in defaults, the TOML config
 /// file, GPUFLOW_* environment variables, command-line flags. `gpuflow-node init` writes a
 /// commented config file. Logs go to stderr (filter with RUST_LOG, e.g.
-/// RUST_LOG=info,offers=debug; targets: p2p, offers, store, gpu).
+/// RUST_LOG=info,offers=debug; targets: node, p2p, offers, store, gpu, lease, chain, runtime,
+/// api, wallet).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -36,13 +37,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the node: detect GPUs, announce offers, keep the offer book.
+    /// Run the node: detect GPUs, announce offers, keep the offer book; with --rpc-url also
+    /// run leases and withdraw their earnings.
     ///
-    /// The host wallet's private key is read from the GPUFLOW_HOST_PRIVATE_KEY environment
-    /// variable only, and never logged. On start the node prints `listening <multiaddr>` lines
-    /// and then `ready <peer id>` on stdout, and writes the multiaddrs to
-    /// <data_dir>/listen_addrs. Ctrl-C or SIGTERM stops it cleanly (offers are withdrawn,
-    /// the store is flushed).
+    /// The host wallet's key comes from the GPUFLOW_HOST_PRIVATE_KEY environment variable or
+    /// from a keystore (--keystore; see `gpuflow-node keystore`), and is never logged. On start
+    /// the node prints `listening <multiaddr>` lines, `api http://<addr>` (unless --api-addr
+    /// off) and then `ready <peer id>` on stdout, and writes <data_dir>/listen_addrs and
+    /// <data_dir>/api_addr. Ctrl-C or SIGTERM stops it cleanly: offers are withdrawn, accrued
+    /// earnings are withdrawn in one transaction (unless --withdraw-earnings-on-shutdown
+    /// false), the store is flushed.
     Run(RunArgs),
     /// Write a commented example config file and create the node's identity key.
     Init {
@@ -54,6 +58,9 @@ enum Command {
     },
     /// Print this node's peer id and host wallet.
     Id(ConfigArgs),
+    /// Create, import or inspect the host wallet's encrypted keystore.
+    #[command(subcommand)]
+    Keystore(KeystoreCmd),
 }
 
 /// `run`'s flags: the config, plus the chain connection of the lease engine.
@@ -62,8 +69,8 @@ struct RunArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Chain RPC (HTTP). With it the node runs the lease engine (watches the escrow, starts
-    /// opened leases, runs their workloads as processes, closes them); without it, it only
-    /// quotes.
+    /// opened leases, runs their workloads under --runtime, closes them, withdraws earnings);
+    /// without it, it only quotes.
     #[arg(long, env = "GPUFLOW_RPC_URL")]
     rpc_url: Option<Url>,
     /// Address renters connect to for their workloads (IP or DNS name).
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Init { args, force } => init(&args, force),
         Command::Id(args) => id(&args),
+        Command::Keystore(k) => k.run(&env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,27 +105,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// The host wallet from the environment; the error never repeats the variable's value.
-fn host_wallet() -> anyhow::Result<Option<PrivateKeySigner>> {
-    let Some(text) = env(PRIVATE_KEY_ENV).filter(|t| !t.trim().is_empty()) else {
-        return Ok(None);
-    };
-    match PrivateKeySigner::from_str(text.trim()) {
-        Ok(w) => Ok(Some(w)),
-        Err(_) => bail!("{PRIVATE_KEY_ENV} is not a 32-byte hex private key"),
-    }
-}
-
 fn run(run_args: &RunArgs) -> anyhow::Result<()> {
     let args = &run_args.config;
     let config = Config::resolve(args.load(&env)?, &env)?;
     let engine = run_args.rpc_url.clone().map(|url| EngineConfig {
         public_host: run_args.public_host.clone(),
+        docker_host: env("DOCKER_HOST"),
         ..EngineConfig::new(url)
     });
-    let wallet = host_wallet()?.with_context(|| {
-        format!("{PRIVATE_KEY_ENV} is not set; export the host wallet's private key there")
-    })?;
+    let wallet = cmd::wallet::host_wallet(&config.keystore, &env)?
+        .with_context(|| {
+            format!(
+                "no host wallet: export its private key in {PRIVATE_KEY_ENV}, or create a \
+                 keystore with `gpuflow-node keystore new` and pass --keystore FILE"
+            )
+        })?
+        .signer()
+        .clone();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let shutdown = CancellationToken::new();
@@ -185,8 +189,8 @@ fn init(args: &ConfigArgs, force: bool) -> anyhow::Result<()> {
     eprintln!("{verb} identity key {}", key_path.display());
     println!("{}", peer_id_of(&key.verifying_key()));
     eprintln!(
-        "next: edit the config (region, pricing, GPUs), export {PRIVATE_KEY_ENV}, then run \
-         `gpuflow-node run`"
+        "next: edit the config (region, pricing, GPUs), create the host wallet with \
+         `gpuflow-node keystore new` (or export {PRIVATE_KEY_ENV}), then run `gpuflow-node run`"
     );
     Ok(())
 }
@@ -201,10 +205,12 @@ fn id(args: &ConfigArgs) -> anyhow::Result<()> {
         );
     }
     let key = identity::load(&key_path)?;
-    let wallet = match host_wallet()? {
+    // No password is asked for here: the keystore is read only with the key in the environment.
+    let from_env = cmd::wallet::host_wallet(&Default::default(), &env)?;
+    let wallet = match from_env {
         Some(w) => w.address().to_string(),
         None => layer.wallet.address.map_or_else(
-            || format!("not set ({PRIVATE_KEY_ENV} or wallet.address)"),
+            || format!("not set ({PRIVATE_KEY_ENV}, or wallet.address; `gpuflow-node keystore address` reads a keystore)"),
             |a| a.to_string(),
         ),
     };

@@ -1,13 +1,22 @@
 //! Start-up and shutdown: the order in which the node's parts come up and go down.
 //!
-//! Up: identity → store (warm book) → GPU inventory → offers → p2p → listen addresses
-//! announced → first offer round → background tasks (p2p event loop, store task, quote desk,
-//! announcer, bootstrap book sync). Down, on the shutdown token: the announcer withdraws this host's offers
-//! while the network is still up, then the p2p loop stops, the store task writes what is left,
-//! and the database is closed.
+//! Up: identity → workload runtime (with the lease engine; Docker is checked here, before
+//! anything else starts) → store (warm book) → GPU inventory → offers → p2p → lease engine →
+//! listen addresses announced → local API (`api http://…`) → first offer round (unless an
+//! operator paused the offers) → `ready` → background tasks (p2p event loop, store task, quote
+//! desk, announcer, bootstrap book sync).
+//!
+//! Down, on the shutdown token: the API stops; the announcer withdraws this host's offers and
+//! the lease engine withdraws accrued earnings (one `withdrawMany`, bounded by
+//! [`EARNINGS_WITHDRAW_TIMEOUT`]) while the network is still up; then the p2p loop and the
+//! engine stop, the store task writes what is left, and the database is closed.
+
+mod view;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::Address;
@@ -18,17 +27,25 @@ use gpuflow_protocol::wire::SignedWithdrawal;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::engine::{self, EngineConfig, EngineError};
+use crate::api::{self, ApiError, ApiLimits, ApiState};
+use crate::config::{ApiListen, Config};
+use crate::engine::{self, EngineConfig, EngineError, EngineHandle, Trigger};
 use crate::gpu::{self, GpuError, GpuProbe};
 use crate::identity::{self, IdentityError, KeyOrigin};
+use crate::lease::{LeaseRepo, RepoError};
 use crate::offers::{self, Announcer, OfferBuildError, OfferSink, unix_now};
 use crate::persist;
 use crate::quote::{self, QuoteDesk};
+use crate::receipts::{self, ReceiptDesk, ReceiptSink};
+use crate::runtime::{self, RuntimeError, RuntimeKind};
 use crate::store::{Store, StoreError};
 
-/// How long shutdown waits for withdrawals to be handed to the network.
+/// How long shutdown waits for offer withdrawals to be handed to the network.
 const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the earnings batch (simulation, transaction, receipt). The engine
+/// may first have to finish a step it is in; past this the node stops anyway and the earnings
+/// stay in the escrow for the next batch.
+pub const EARNINGS_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the node could not start (or stopped).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +78,27 @@ pub enum NodeError {
         configured: Address,
         /// From the private key.
         actual: Address,
+    },
+    /// The workload runtime is unusable (Docker unreachable, …).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The lease database could not be opened (for the API).
+    #[error(transparent)]
+    Leases(#[from] RepoError),
+    /// The API's token file is unusable.
+    #[error("local API: {0}")]
+    Api(#[from] ApiError),
+    /// The API address could not be bound.
+    #[error(
+        "cannot listen for the local API on {addr}: {source}; pick another address with \
+         --api-addr (port 0 picks a free one) or turn it off with --api-addr off"
+    )]
+    ApiBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The listen-address file could not be written.
     #[error("cannot write {path}: {source}")]
@@ -108,6 +146,24 @@ pub async fn run(
     if origin == KeyOrigin::Created {
         tracing::info!(target: "node", path = %config.identity_key.display(), %peer, "created a new node identity");
     }
+    // The runtime first: an unreachable Docker stops the node before it joins the network.
+    let runtime = match &engine {
+        Some(e) => Some(
+            runtime::connect(
+                config.runtime,
+                &config.data_dir,
+                &peer.to_base58(),
+                e.docker_host.as_deref(),
+            )
+            .await?,
+        ),
+        None => {
+            if config.runtime == RuntimeKind::Docker {
+                tracing::warn!(target: "runtime", "--runtime docker has no effect without --rpc-url (no lease engine runs)");
+            }
+            None
+        }
+    };
 
     let now = unix_now();
     let store = Store::open(&config.db_path()).await?;
@@ -145,11 +201,27 @@ pub async fn run(
     tasks.spawn(persist::run(store.clone(), client.clone(), events));
     // Ends by itself when the event loop stops (it holds the sending side of `lease_requests`).
     let lease_requests = client.serve_leases().await?;
-    let desk = QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans);
+    let desk =
+        QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans).with_runtime(config.runtime);
     // The lease engine needs the chain; without an RPC the node only quotes.
-    let front = match engine {
-        Some(e) => Some(engine::start(&config, &wallet, e, &mut tasks, &p2p_stop).await?),
+    let parts = match (engine, runtime) {
+        (Some(e), Some(rt)) => {
+            Some(engine::start(&config, &wallet, e, rt, &mut tasks, &p2p_stop).await?)
+        }
+        _ => None,
+    };
+    let front = parts.as_ref().map(|p| p.front.clone());
+    // Renter-signed receipts are kept (and published with the offers) when the engine runs.
+    let receipt_desk = match &parts {
+        Some(_) => {
+            let (db, c) = (config.db_path(), &config.chain);
+            Some(ReceiptDesk::open(&db, c.chain_id, c.escrow).await?)
+        }
         None => None,
+    };
+    let lease_requests = match &receipt_desk {
+        Some(d) => receipts::intercept(lease_requests, d.clone(), client.clone(), &mut tasks),
+        None => lease_requests,
     };
     tasks.spawn(quote::serve(desk, client.clone(), lease_requests, front));
 
@@ -157,14 +229,36 @@ pub async fn run(
     tracing::info!(target: "node", %peer, wallet = %wallet.address(), listen = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         gpus = inventory.gpu_count(), gpu_source = ?inventory.source, offers = plans.len(), "gpuflow-node started");
 
-    let announcer = Announcer::new(
+    let mut announcer = Announcer::new(
         store.clone(),
-        client.clone(),
+        ReceiptSink::new(client.clone(), receipt_desk, key.clone()),
         key,
         plans,
         config.offers.ttl_secs,
         unix_now,
     );
+    let paused = announcer.restore_pause().await.unwrap_or_else(|e| {
+        tracing::warn!(target: "offers", error = %e, "cannot read whether offers are paused; announcing them");
+        false
+    });
+
+    let api_stop = shutdown.child_token();
+    if let ApiListen::At(addr) = config.api {
+        let host_view = view::HostView {
+            peer_id: peer.to_base58(),
+            wallet: wallet.address(),
+            gpus: view::gpu_groups(&inventory),
+            offers: announcer.control(),
+            p2p: client.clone(),
+            leases: LeaseRepo::open(&config.db_path()).await?,
+            chain: parts.as_ref().map(view::ChainSide::new),
+            token: config.chain.token,
+            decimals: config.chain.token_decimals,
+        };
+        let api_task = start_api(&config, addr, host_view, api_stop.clone()).await?;
+        tasks.spawn(api_task);
+    }
+
     match announcer.withdraw_stale().await {
         Ok(gone) if !gone.is_empty() => {
             tracing::info!(target: "offers", withdrawn = ?gone, "stale offers withdrawn")
@@ -172,8 +266,14 @@ pub async fn run(
         Ok(_) => {}
         Err(e) => tracing::warn!(target: "offers", error = %e, "withdrawing stale offers failed"),
     }
-    let first = announcer.announce_all().await;
-    if let Ok(n) = &first {
+    let first = if paused {
+        tracing::warn!(target: "offers", "offers are paused by the operator (POST /offers/resume to resume); not announcing them");
+        // Offers a crash left published are withdrawn now.
+        announcer.withdraw_all().await.map(|()| 0)
+    } else {
+        announcer.announce_all().await
+    };
+    if let (Ok(n), false) = (&first, paused) {
         tracing::info!(target: "offers", offers = n, "offers announced");
     }
     println!("ready {peer}");
@@ -195,6 +295,11 @@ pub async fn run(
 
     tracing::info!(target: "node", "shutting down");
     bootstrap_sync.abort();
+    if let Some(p) = &parts
+        && config.earnings.withdraw_on_shutdown
+    {
+        withdraw_before_exit(&p.handle).await;
+    }
     p2p_stop.cancel();
     while let Some(res) = tasks.join_next().await {
         if let Err(e) = res {
@@ -204,6 +309,74 @@ pub async fn run(
     store.close().await;
     tracing::info!(target: "store", "store closed");
     Ok(())
+}
+
+/// Withdraws accrued earnings before the node leaves, bounded by [`EARNINGS_WITHDRAW_TIMEOUT`].
+async fn withdraw_before_exit(engine: &EngineHandle) {
+    match tokio::time::timeout(
+        EARNINGS_WITHDRAW_TIMEOUT,
+        engine.withdraw(Trigger::Shutdown),
+    )
+    .await
+    {
+        Ok(Ok(r)) => match r.mined {
+            Some(m) => {
+                tracing::info!(target: "chain", tx = %m.tx_hash, leases = r.paid.len(), amount = %r.amount(), "earnings withdrawn before shutdown")
+            }
+            None => tracing::info!(target: "chain", "nothing to withdraw before shutdown"),
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(target: "chain", error = %e, "withdrawing earnings before shutdown failed; they stay in the escrow")
+        }
+        Err(_) => tracing::warn!(target: "chain", timeout = ?EARNINGS_WITHDRAW_TIMEOUT,
+            "withdrawing earnings before shutdown timed out; they stay in the escrow"),
+    }
+}
+
+/// Binds the API, prints `api http://ADDR`, writes `<data_dir>/api_addr` and returns the
+/// server task (it ends when `stop` fires).
+async fn start_api(
+    config: &Config,
+    addr: SocketAddr,
+    host_view: view::HostView,
+    stop: CancellationToken,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, NodeError> {
+    let token = api::load_or_create_token(&config.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::ApiBind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| NodeError::ApiBind { addr, source })?;
+    let leases = host_view.leases.clone();
+    let limits = ApiLimits {
+        // A non-loopback address is the operator's deliberate choice (see `api`): requests
+        // name it, not localhost.
+        allow_any_host: !local.ip().is_loopback(),
+        ..ApiLimits::default()
+    };
+    let state = ApiState::new(Arc::new(host_view), leases, token).with_limits(limits);
+    write_atomic(&config.api_addr_path(), &format!("{local}\n")).map_err(|e| *e)?;
+    println!("api http://{local}");
+    flush_stdout();
+    Ok(async move {
+        if let Err(e) = api::serve(listener, state, stop).await {
+            tracing::error!(target: "api", error = %e, "the API server failed");
+        }
+    })
+}
+
+/// Writes `text` to `path` whole, then renames, so a reader never sees half a file.
+fn write_atomic(path: &Path, text: &str) -> Result<(), Box<NodeError>> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            Box::new(NodeError::AddrsFile {
+                path: path.to_owned(),
+                source,
+            })
+        })
 }
 
 fn flush_stdout() {
@@ -221,12 +394,7 @@ async fn announce_addrs(config: &Config, client: &Client) -> Result<Vec<Multiadd
         .map(|a| a.with_p2p(peer).unwrap_or_else(|a| a))
         .collect();
     let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
-    let path = config.addrs_path();
-    let tmp = path.with_extension("tmp");
-    // Written whole then renamed, so a reader never sees half a file.
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| NodeError::AddrsFile { path, source })?;
+    write_atomic(&config.addrs_path(), &text).map_err(|e| *e)?;
     for a in &addrs {
         println!("listening {a}");
     }

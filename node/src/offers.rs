@@ -1,6 +1,9 @@
 //! This host's offers: built from the config and the GPU inventory, signed with the node key,
 //! announced with a sequence number that keeps rising across restarts, re-announced at half
-//! their lifetime, and withdrawn when the capacity behind them is gone.
+//! their lifetime, and withdrawn when the capacity behind them is gone or an operator pauses
+//! them ([`OfferControl`], kept across restarts).
+
+mod control;
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,11 +16,16 @@ use gpuflow_protocol::offer::{
 };
 use gpuflow_protocol::wire::{SignedWithdrawal, WireError};
 use libp2p::PeerId;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::gpu::Inventory;
 use crate::store::{Store, StoreError};
+
+use control::{CONTROL_QUEUE, Control};
+pub use control::{ControlError, OfferControl, Published, PublishedOffer};
 
 /// After a failed round, try again this soon rather than waiting half a TTL.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -116,6 +124,7 @@ pub fn build_plans(
             seq: 0,
             issued_at: 0,
             expires_at: 0,
+            receipts: Vec::new(),
         };
         let id = OfferId::derive(&peer, &g.name);
         plans.push(OfferPlan { id, offer });
@@ -180,7 +189,8 @@ pub enum AnnounceError {
 }
 
 /// Announces this host's offers and keeps them fresh. Owns nothing shared: the store for
-/// sequence numbers, the sink to publish, the key to sign.
+/// sequence numbers, the sink to publish, the key to sign. Others pause it and read what it
+/// published through an [`OfferControl`].
 #[derive(Debug)]
 pub struct Announcer<S> {
     store: Store,
@@ -189,6 +199,11 @@ pub struct Announcer<S> {
     plans: Vec<OfferPlan>,
     ttl_secs: u64,
     clock: fn() -> u64,
+    /// Paused by an operator: nothing is announced.
+    paused: bool,
+    published: watch::Sender<Published>,
+    control_tx: mpsc::Sender<Control>,
+    control_rx: mpsc::Receiver<Control>,
 }
 
 /// Unix seconds now.
@@ -208,6 +223,7 @@ impl<S: OfferSink> Announcer<S> {
         ttl_secs: u64,
         clock: fn() -> u64,
     ) -> Self {
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         Self {
             store,
             sink,
@@ -215,6 +231,51 @@ impl<S: OfferSink> Announcer<S> {
             plans,
             ttl_secs,
             clock,
+            paused: false,
+            published: watch::Sender::new(Published::default()),
+            control_tx,
+            control_rx,
+        }
+    }
+
+    /// A handle to pause and resume this announcer and read what it published.
+    pub fn control(&self) -> OfferControl {
+        OfferControl {
+            tx: self.control_tx.clone(),
+            published: self.published.subscribe(),
+        }
+    }
+
+    /// Whether the offers are paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Reads the operator's pause from the store (it survives restarts). Call before the first
+    /// round: a paused announcer announces nothing.
+    pub async fn restore_pause(&mut self) -> Result<bool, StoreError> {
+        self.paused = self.store.offers_paused().await?;
+        let paused = self.paused;
+        self.published.send_modify(|p| p.paused = paused);
+        Ok(paused)
+    }
+
+    /// Pauses or resumes. Pausing withdraws every published offer; resuming announces them all.
+    /// The new state is stored (and kept) even when the network refuses a message: a paused
+    /// offer that could not be withdrawn expires by itself, a resumed one is retried next round.
+    pub async fn set_paused(&mut self, paused: bool) -> Result<(), AnnounceError> {
+        if paused == self.paused {
+            return Ok(());
+        }
+        self.store.set_offers_paused(paused).await?;
+        self.paused = paused;
+        self.published.send_modify(|p| p.paused = paused);
+        if paused {
+            tracing::info!(target: "offers", "offers paused by the operator; withdrawing them");
+            self.withdraw_all().await
+        } else {
+            tracing::info!(target: "offers", "offers resumed by the operator; announcing them");
+            self.announce_all().await.map(|_| ())
         }
     }
 
@@ -233,6 +294,7 @@ impl<S: OfferSink> Announcer<S> {
                 name: name.to_owned(),
                 source: Box::new(e),
             })?;
+        self.published.send_modify(|p| p.remove(name));
         self.store.set_inactive(name).await?;
         Ok(())
     }
@@ -253,8 +315,11 @@ impl<S: OfferSink> Announcer<S> {
     }
 
     /// Signs every plan with a fresh sequence number and publishes it. Tries every offer even
-    /// when one fails; returns the first error.
+    /// when one fails; returns the first error. Announces nothing while paused.
     pub async fn announce_all(&self) -> Result<usize, AnnounceError> {
+        if self.paused {
+            return Ok(0);
+        }
         let mut first_err = None;
         let mut sent = 0;
         for plan in &self.plans {
@@ -280,6 +345,17 @@ impl<S: OfferSink> Announcer<S> {
                 name: plan.offer.name.clone(),
                 source: Box::new(e),
             })?;
+        self.published.send_modify(|p| {
+            p.upsert(PublishedOffer {
+                id: plan.id,
+                name: plan.offer.name.clone(),
+                gpu: plan.offer.gpu.clone(),
+                gpu_source: plan.offer.gpu_source,
+                price_per_gpu_hour: plan.offer.price_per_gpu_hour,
+                seq,
+                expires_at: now + self.ttl_secs,
+            });
+        });
         tracing::debug!(target: "offers", name = %plan.offer.name, id = %plan.id, seq,
             expires_in = self.ttl_secs, "offer announced");
         Ok(())
@@ -296,29 +372,35 @@ impl<S: OfferSink> Announcer<S> {
     }
 
     /// Re-announces every half TTL (the first time after `first_wait`, default half a TTL;
-    /// the caller has just announced) until `shutdown`, then withdraws this host's offers if
-    /// `withdraw_on_shutdown`, giving up after `withdraw_timeout`.
+    /// the caller has just announced) until `shutdown`, and pauses or resumes on request from
+    /// an [`OfferControl`] (a pause stops the re-announcements). On `shutdown` it withdraws
+    /// this host's offers if `withdraw_on_shutdown`, giving up after `withdraw_timeout`.
     pub async fn keep_fresh(
-        self,
+        mut self,
         first_wait: Option<Duration>,
         shutdown: CancellationToken,
         withdraw_on_shutdown: bool,
         withdraw_timeout: Duration,
     ) {
         let period = Duration::from_secs(self.ttl_secs / 2);
-        let mut wait = first_wait.unwrap_or(period);
+        let mut next = Instant::now() + first_wait.unwrap_or(period);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(wait) => {}
-            }
-            wait = match self.announce_all().await {
-                Ok(n) => {
-                    tracing::debug!(target: "offers", offers = n, "offers re-announced");
-                    period
+                () = tokio::time::sleep_until(next), if !self.paused => {
+                    next = Instant::now() + self.round(period).await;
                 }
-                Err(_) => RETRY_AFTER.min(period),
-            };
+                Some(c) = self.control_rx.recv() => {
+                    let result = self.set_paused(c.paused).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(target: "offers", paused = c.paused, error = %e, "pause/resume incomplete");
+                    }
+                    // A resume announced just now (or failed): count the next round from here.
+                    next = Instant::now() + if result.is_ok() { period } else { RETRY_AFTER.min(period) };
+                    // The requester may have given up waiting; the change stands either way.
+                    let _ = c.reply.send(result);
+                }
+            }
         }
         if withdraw_on_shutdown {
             match tokio::time::timeout(withdraw_timeout, self.withdraw_all()).await {
@@ -330,6 +412,17 @@ impl<S: OfferSink> Announcer<S> {
                     tracing::warn!(target: "offers", "withdrawing timed out; offers expire by themselves")
                 }
             }
+        }
+    }
+
+    /// One re-announcement round; returns the wait until the next.
+    async fn round(&self, period: Duration) -> Duration {
+        match self.announce_all().await {
+            Ok(n) => {
+                tracing::debug!(target: "offers", offers = n, "offers re-announced");
+                period
+            }
+            Err(_) => RETRY_AFTER.min(period),
         }
     }
 }

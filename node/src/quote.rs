@@ -16,8 +16,14 @@
 //!   [`MAX_IMAGE_BYTES`]);
 //! - `ssh_public_key` looks like one line of an OpenSSH `authorized_keys` entry
 //!   (`<type> <base64> [comment]`);
+//! - `env` (at most [`MAX_REQUEST_ENV`](gpuflow_protocol::wire::MAX_REQUEST_ENV) variables,
+//!   valid names, none the host sets itself) and `ports` (at most
+//!   [`MAX_REQUEST_PORTS`](gpuflow_protocol::wire::MAX_REQUEST_PORTS), non-zero, no duplicates);
 //! - the price per second, `floor(price_per_gpu_hour * gpus / 3600)` base units, is above zero;
 //! - enough of the offer's GPUs are free of other live reservations.
+//!
+//! The lease spec the quote commits to is built by [`spec`]: a built-in template the offer lists
+//! expands into its image, ports and command; anything else is a container image.
 //!
 //! `Status` and `Opened` requests are answered by the lease engine ([`crate::engine::LeaseFront`])
 //! when the node has a chain connection, else `unsupported`.
@@ -40,6 +46,10 @@ use crate::config::ChainConfig;
 use crate::engine::LeaseFront;
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 use crate::offers::OfferPlan;
+use crate::runtime::RuntimeKind;
+
+#[path = "quote_spec.rs"]
+pub mod spec;
 
 /// How long the GPUs are held for a quote, and so how long the quote can be opened.
 pub const RESERVATION_SECS: u64 = 300;
@@ -144,6 +154,18 @@ pub enum QuoteError {
         /// Asked for.
         asked: u32,
     },
+    /// The request's `env` is refused.
+    #[error("env: {why}")]
+    Env {
+        /// What is wrong, naming the variable.
+        why: String,
+    },
+    /// The request's `ports` are refused.
+    #[error("ports: {why}")]
+    Ports {
+        /// What is wrong, naming the port.
+        why: String,
+    },
     /// The lease spec built from the request is invalid.
     #[error(transparent)]
     Spec(#[from] InvalidSpec),
@@ -166,6 +188,8 @@ impl QuoteError {
             | Self::Image { .. }
             | Self::SshKey { .. }
             | Self::PriceTooLow { .. }
+            | Self::Env { .. }
+            | Self::Ports { .. }
             | Self::Spec(_) => code::INVALID_REQUEST,
         }
     }
@@ -195,6 +219,8 @@ pub struct QuoteDesk {
     reservations: Vec<Reservation>,
     last_nonce: u64,
     reservation_secs: u64,
+    /// Which runtime the specs are built for (see [`spec`]).
+    runtime: RuntimeKind,
 }
 
 impl QuoteDesk {
@@ -212,7 +238,16 @@ impl QuoteDesk {
             reservations: Vec::new(),
             last_nonce: 0,
             reservation_secs: RESERVATION_SECS,
+            runtime: RuntimeKind::Process,
         }
+    }
+
+    /// Builds lease specs for `runtime` (default: [`RuntimeKind::Process`], the node's default
+    /// runtime). A Docker host must set this, or template commands are left out of its specs.
+    #[must_use]
+    pub fn with_runtime(mut self, runtime: RuntimeKind) -> Self {
+        self.runtime = runtime;
+        self
     }
 
     /// A desk for the node's offer plans. The GPU groups carry no device ids yet, so each plan's
@@ -285,12 +320,7 @@ impl QuoteDesk {
         }
         let devices: Vec<String> = free.into_iter().take(asked).collect();
 
-        let spec = LeaseSpec {
-            gpus: devices.clone(),
-            image: Some(req.image_or_template.clone()),
-            ssh_public_key: Some(req.ssh_public_key.clone()),
-            ..LeaseSpec::default()
-        };
+        let spec = spec::build(req, devices.clone(), self.runtime)?;
         spec.validate()?;
         let spec_json = canonical_json(&spec);
 
@@ -469,6 +499,10 @@ pub async fn serve(
                     code::UNSUPPORTED,
                     "this host does not answer lease status yet; watch the escrow contract instead",
                 )
+            }
+            // Kept by `crate::receipts::intercept` before requests get here when the engine runs.
+            (LeaseRequest::Receipt(_), _) => {
+                LeaseResponse::error(code::UNSUPPORTED, "this host keeps no receipts")
             }
         };
         if let Err(e) = client.respond_lease(token, response).await {

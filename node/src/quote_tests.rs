@@ -52,7 +52,12 @@ fn valid_request_gives_a_quote_signed_by_the_host_wallet() {
     assert_eq!(quote.specHash, keccak256(q.spec.as_bytes()));
     let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
     assert_eq!(spec.gpus, vec!["0".to_owned(), "1".to_owned()]);
-    assert_eq!(spec.image.as_deref(), Some("pytorch"));
+    // The template name became its pinned image; the process runtime (the default) gets no
+    // container command and no SSH port.
+    let pytorch = gpuflow_protocol::templates::find("pytorch").unwrap();
+    assert_eq!(spec.image.as_deref(), Some(pytorch.image));
+    assert!(spec.command.is_empty());
+    assert!(spec.ports.is_empty());
     assert_eq!(spec.ssh_public_key.as_deref(), Some(KEY));
     assert_eq!(desk.reserved(id, NOW), 2);
 }
@@ -322,4 +327,120 @@ async fn served_quote_reaches_the_renter_over_p2p() {
         matches!(&status, LeaseResponse::Error { code: c, .. } if c == code::UNSUPPORTED),
         "{status:?}"
     );
+}
+
+#[test]
+fn templates_expand_into_image_ports_and_command_for_docker() {
+    let (desk, _, id) = desk();
+    let mut desk = desk.with_runtime(RuntimeKind::Docker);
+    if let Some(o) = desk.offers.get_mut(&id) {
+        o.offer.templates = vec!["pytorch".into(), "ollama".into(), "ubuntu:24.04".into()];
+    }
+    let mut req = request(id, 1);
+    req.image_or_template = "ollama".into();
+    req.env = [("OLLAMA_MODELS".to_owned(), "/data".to_owned())].into();
+    req.ports = vec![11434, 9000];
+    let q = desk.quote(&req, NOW).unwrap();
+    let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
+    let ollama = gpuflow_protocol::templates::find("ollama").unwrap();
+    assert_eq!(spec.image.as_deref(), Some(ollama.image));
+    assert_eq!(spec.command, vec!["ollama".to_owned(), "serve".to_owned()]);
+    // The template's port once, then the renter's extra one.
+    assert_eq!(spec.ports, vec![11434, 9000]);
+    assert_eq!(spec.env["OLLAMA_HOST"], "0.0.0.0:11434");
+    assert_eq!(spec.env["OLLAMA_MODELS"], "/data");
+
+    req.image_or_template = "pytorch".into();
+    req.ports.clear();
+    req.env.clear();
+    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    assert_eq!(spec.ports, vec![22], "SSH under Docker");
+    assert!(spec.command.is_empty());
+
+    // A listed name that is no built-in template is an image, used as it is.
+    req.image_or_template = "ubuntu:24.04".into();
+    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    assert_eq!(spec.image.as_deref(), Some("ubuntu:24.04"));
+    assert!(spec.ports.is_empty() && spec.command.is_empty());
+}
+
+#[test]
+fn process_runtime_specs_publish_the_app_port_without_ssh_or_command() {
+    let (mut desk, _, id) = desk();
+    if let Some(o) = desk.offers.get_mut(&id) {
+        o.offer.templates = vec!["jupyter".into()];
+    }
+    let mut req = request(id, 1);
+    req.image_or_template = "jupyter".into();
+    req.ports = vec![22];
+    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    assert!(
+        spec.command.is_empty(),
+        "the engine runs its default workload"
+    );
+    // Template port 22 is dropped; a port the renter asks for is theirs to use.
+    assert_eq!(spec.ports, vec![8888, 22]);
+}
+
+#[test]
+fn bad_env_and_ports_are_refused_naming_the_field() {
+    let (mut desk, _, id) = desk();
+    let cases: Vec<(QuoteRequest, &str)> = vec![
+        {
+            let mut r = request(id, 1);
+            r.env = [("PORT".to_owned(), "1".to_owned())].into();
+            (r, "env: PORT is set by the host")
+        },
+        {
+            let mut r = request(id, 1);
+            r.env = [("GPUFLOW_X".to_owned(), "1".to_owned())].into();
+            (r, "env: GPUFLOW_X is set by the host")
+        },
+        {
+            let mut r = request(id, 1);
+            r.env = [("A-B".to_owned(), "1".to_owned())].into();
+            (r, "env: name \"A-B\"")
+        },
+        {
+            let mut r = request(id, 1);
+            r.env = [("1A".to_owned(), "1".to_owned())].into();
+            (r, "env: name \"1A\"")
+        },
+        {
+            let mut r = request(id, 1);
+            r.env = [("A".to_owned(), "x\0y".to_owned())].into();
+            (r, "env: A contains a NUL")
+        },
+        {
+            let mut r = request(id, 1);
+            r.env = (0..=gpuflow_protocol::wire::MAX_REQUEST_ENV)
+                .map(|i| (format!("V{i}"), String::new()))
+                .collect();
+            (r, "env: 33 variables, at most 32")
+        },
+        {
+            let mut r = request(id, 1);
+            r.ports = vec![8080, 8080];
+            (r, "ports: port 8080 listed twice")
+        },
+        {
+            let mut r = request(id, 1);
+            r.ports = vec![0];
+            (r, "ports: port 0")
+        },
+        {
+            let mut r = request(id, 1);
+            r.ports = (1..=17).collect();
+            (r, "ports: 17 ports, at most 16")
+        },
+    ];
+    for (req, want) in cases {
+        let err = desk.quote(&req, NOW).unwrap_err();
+        assert!(
+            err.to_string().starts_with(want),
+            "{err} should start with {want}"
+        );
+        assert_eq!(err.code(), code::INVALID_REQUEST);
+    }
+    assert_eq!(desk.reserved(id, NOW), 0);
 }

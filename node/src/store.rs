@@ -345,6 +345,26 @@ impl Store {
         Ok(v.parse().unwrap_or(now))
     }
 
+    /// Whether an operator paused this host's offers (kept across restarts).
+    pub async fn offers_paused(&self) -> Result<bool, StoreError> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM node_state WHERE key = 'offers_paused'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.err())?;
+        Ok(v.as_deref() == Some("1"))
+    }
+
+    /// Records whether this host's offers are paused.
+    pub async fn set_offers_paused(&self, paused: bool) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO node_state (key, value) VALUES ('offers_paused', ?)")
+            .bind(if paused { "1" } else { "0" })
+            .execute(&self.pool)
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

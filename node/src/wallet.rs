@@ -101,7 +101,7 @@ pub enum WalletError {
     /// No key in the environment.
     #[error(
         "no host wallet: set {PRIVATE_KEY_ENV} to a private key, or configure a keystore file \
-         (`cast wallet import` writes one)"
+         (`gpuflow-node keystore new` or `cast wallet import` writes one)"
     )]
     NoKey,
     /// The environment variable does not hold a private key. The value is not repeated.

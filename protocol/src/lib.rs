@@ -14,6 +14,10 @@
 //! - [`query`]: the offer query language of `gpuflow search` (`num_gpus>=2 dph<=0.6 -o dph+`),
 //!   with errors that name what is wrong, and the reference evaluator the indexed search in
 //!   [`book`] is checked against.
+//! - [`templates`]: the built-in workload templates (pytorch, jupyter, vllm, ollama) that offers
+//!   list and quotes expand into an image, ports and a command.
+//! - [`receipt`]: renter-signed EIP-712 receipts of service (was the workload reachable?),
+//!   which hosts publish with their offers and scores count against the chain's renter.
 //! - [`money`]: token amounts are integers in base units everywhere; this module is the only
 //!   place that turns them into human text.
 //!
@@ -25,4 +29,6 @@ pub mod escrow;
 pub mod money;
 pub mod offer;
 pub mod query;
+pub mod receipt;
+pub mod templates;
 pub mod wire;

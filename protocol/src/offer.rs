@@ -15,6 +15,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
+use crate::receipt::{MAX_OFFER_RECEIPTS, SignedReceipt};
+
 /// Largest encoded [`SignedOffer`] accepted from the network, in bytes.
 pub const MAX_OFFER_BYTES: usize = 8 * 1024;
 /// Longest time an offer may claim to stay valid; hosts re-announce before expiry.
@@ -136,6 +138,12 @@ pub struct Offer {
     pub issued_at: u64,
     /// Unix seconds after which nobody should store or forward it.
     pub expires_at: u64,
+    /// The newest renter-signed receipts of the host's recent leases (at most
+    /// [`MAX_OFFER_RECEIPTS`]), published so anyone with the book can score them. Their
+    /// signatures are checked by whoever scores them, against the chain's renter of each lease.
+    /// Absent in older offers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<SignedReceipt>,
 }
 
 impl Offer {
@@ -187,6 +195,14 @@ impl Offer {
         if self.templates.len() > 32 || self.templates.iter().any(|t| t.is_empty() || t.len() > 128)
         {
             return bad("templates", "at most 32 names of 1 to 128 bytes");
+        }
+        if self.receipts.len() > MAX_OFFER_RECEIPTS
+            || self.receipts.iter().any(|r| r.check_shape().is_err())
+        {
+            return bad(
+                "receipts",
+                "at most 8 receipts, each with a window, 1 or more probes and a 65-byte signature",
+            );
         }
         if self.expires_at <= self.issued_at
             || self.expires_at - self.issued_at > MAX_OFFER_TTL_SECS
@@ -259,6 +275,30 @@ impl SignedOffer {
             public_key: key.verifying_key().to_bytes().to_vec(),
             signature,
         })
+    }
+
+    /// Signs `offer` carrying as many of `receipts` (most important first) as fit: at most
+    /// [`MAX_OFFER_RECEIPTS`], and fewer when the encoded offer would pass [`MAX_OFFER_BYTES`].
+    /// Receipts that fail [`SignedReceipt::check_shape`] are left out.
+    pub fn sign_with_receipts(
+        offer: &Offer,
+        receipts: &[SignedReceipt],
+        key: &SigningKey,
+    ) -> Result<Self, OfferError> {
+        let mut offer = offer.clone();
+        offer.receipts = receipts
+            .iter()
+            .filter(|r| r.check_shape().is_ok())
+            .take(MAX_OFFER_RECEIPTS)
+            .cloned()
+            .collect();
+        loop {
+            let signed = Self::sign(&offer, key)?;
+            if offer.receipts.is_empty() || signed.to_wire().len() <= MAX_OFFER_BYTES {
+                return Ok(signed);
+            }
+            offer.receipts.pop();
+        }
     }
 
     /// Decodes a wire message, refusing anything over [`MAX_OFFER_BYTES`] before parsing it.
@@ -481,6 +521,7 @@ pub mod fixture {
                 seq: 1,
                 issued_at: now,
                 expires_at: now + 600,
+                receipts: Vec::new(),
             }
         }
 
@@ -582,6 +623,68 @@ mod tests {
                 Err(OfferError::Field { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: expected a field error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn offer_with_receipts_round_trips_and_stays_under_the_size_limit() {
+        use crate::receipt::Receipt;
+        let h = TestHost::from_seed(8);
+        let renter = PrivateKeySigner::from_bytes(&B256::repeat_byte(9)).unwrap();
+        let d = crate::escrow::domain(31_337, Address::repeat_byte(0xee));
+        let receipts: Vec<SignedReceipt> = (0..20u8)
+            .map(|i| {
+                let r = Receipt {
+                    leaseId: B256::repeat_byte(i),
+                    renter: renter.address(),
+                    windowStart: NOW - 86_400,
+                    windowEnd: NOW,
+                    probes: 1440,
+                    reachable: 1439,
+                };
+                SignedReceipt::sign(&renter, &r, &d).unwrap()
+            })
+            .collect();
+        let offer = h.offer("a", NOW);
+        // An offer without receipts has no `receipts` key, so older readers see no change.
+        assert!(!h.sign(&offer).payload.contains("receipts"));
+
+        let signed = SignedOffer::sign_with_receipts(&offer, &receipts, &h.key).unwrap();
+        let wire = signed.to_wire();
+        assert!(
+            wire.len() <= 4 * 1024 + 512,
+            "typical offer is {} bytes",
+            wire.len()
+        );
+        let v = SignedOffer::from_wire(&wire).unwrap().verify(NOW).unwrap();
+        assert_eq!(v.offer.receipts, receipts[..MAX_OFFER_RECEIPTS]);
+        for r in &v.offer.receipts {
+            r.verify(&d, renter.address()).unwrap();
+        }
+
+        // The longest fields leave room for fewer receipts; the offer still fits and verifies.
+        let mut big = offer.clone();
+        big.name = "n".repeat(64);
+        big.templates = vec!["t".repeat(128); 32];
+        let signed = SignedOffer::sign_with_receipts(&big, &receipts, &h.key).unwrap();
+        assert!(signed.to_wire().len() <= MAX_OFFER_BYTES);
+        let v = signed.verify(NOW).unwrap();
+        assert!(v.offer.receipts.len() < MAX_OFFER_RECEIPTS);
+
+        // More than the bound, or a nonsense receipt, is refused by every verifier.
+        let mut too_many = offer.clone();
+        too_many.receipts = receipts[..MAX_OFFER_RECEIPTS + 1].to_vec();
+        let mut broken = offer;
+        broken.receipts = vec![receipts[0].clone()];
+        broken.receipts[0].probes = 0;
+        for o in [too_many, broken] {
+            assert!(matches!(
+                h.sign(&o).verify(NOW),
+                Err(OfferError::Field {
+                    field: "receipts",
+                    ..
+                })
+            ));
         }
     }
 

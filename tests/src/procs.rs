@@ -144,13 +144,15 @@ impl NodeSpec {
         }
     }
 
-    /// The config file text, listening on 127.0.0.1 with OS-assigned ports.
+    /// The config file text, listening (p2p and the local API) on 127.0.0.1 with OS-assigned
+    /// ports, so nodes of parallel tests never collide.
     pub fn toml(&self, data_dir: &Path) -> String {
         let mut s = format!(
             "data_dir = {:?}\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = {:?}\n\
              [chain]\nchain_id = 31337\nescrow = \"0x{}\"\ntoken = \"0x{}\"\ntoken_decimals = 6\n\
              [machine]\nregion = {:?}\ncpu_cores = 16\nram_mib = 65536\n\
-             [offers]\ntemplates = [\"pytorch\"]\n[gpu]\ndetection = \"declared\"\n",
+             [offers]\ntemplates = [\"pytorch\"]\n[gpu]\ndetection = \"declared\"\n\
+             [api]\naddr = \"127.0.0.1:0\"\n",
             data_dir.display().to_string(),
             self.bootstrap,
             "ee".repeat(20),

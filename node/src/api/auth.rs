@@ -1,7 +1,7 @@
 //! The API token: who may change the node through the API.
 //!
 //! Every POST needs `Authorization: Bearer <token>`. The token is 32 random bytes, hex, created
-//! on first start in `<data_dir>/api-token` with mode 0600, so "may change the node" means "may
+//! on first start in `<data_dir>/api.token` with mode 0600, so "may change the node" means "may
 //! read a file only the node's user can read" — the same trust as the identity key next to it.
 //! A token file others can read is refused, not silently used: anyone on the machine could
 //! have copied it.
@@ -25,7 +25,7 @@ use super::error::ApiError;
 use crate::secret_file;
 
 /// Name of the token file inside the node's data directory.
-pub const TOKEN_FILE: &str = "api-token";
+pub const TOKEN_FILE: &str = "api.token";
 
 /// The bearer token POST requests must present. `Debug` does not show it.
 #[derive(Clone)]
@@ -106,7 +106,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TokenError + '_ {
     }
 }
 
-/// Loads `<data_dir>/api-token`, or creates it (mode 0600, `data_dir` 0700 if it is created
+/// Loads `<data_dir>/api.token`, or creates it (mode 0600, `data_dir` 0700 if it is created
 /// too) with a fresh random token.
 pub fn load_or_create_token(data_dir: &Path) -> Result<ApiToken, ApiError> {
     let path = data_dir.join(TOKEN_FILE);
@@ -166,7 +166,7 @@ fn check(token: &ApiToken, req: &Request) -> Result<(), ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or(ApiError::Unauthorized(
-            "missing `Authorization: Bearer <token>` header; the token is in the file api-token in \
+            "missing `Authorization: Bearer <token>` header; the token is in the file api.token in \
          the node's data directory",
         ))?;
     let presented = value
@@ -182,7 +182,7 @@ fn check(token: &ApiToken, req: &Request) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(
-            "wrong API token; use the one in the file api-token in the node's data directory",
+            "wrong API token; use the one in the file api.token in the node's data directory",
         ))
     }
 }

@@ -18,7 +18,7 @@ use sqlx::sqlite::SqlitePool;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::view::{Earnings, NodeStatus};
+use super::view::{Earnings, NodeError, NodeStatus};
 use crate::lease::{RepoError, State as LeaseState};
 
 /// The content type Prometheus expects for the text format.
@@ -27,8 +27,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(crate) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let leases = lease_counts(s.leases.pool()).await?;
     let status = s.node.status().await?;
-    let earnings = s.node.earnings().await?;
-    let text = render(&leases, &status, &earnings);
+    // A node without a chain RPC has no earnings to report; its other metrics still count.
+    let earnings = match s.node.earnings().await {
+        Ok(e) => Some(e),
+        Err(NodeError::Unavailable(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let text = render(&leases, &status, earnings.as_ref());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
@@ -52,12 +57,13 @@ async fn lease_counts(pool: &SqlitePool) -> Result<BTreeMap<String, u64>, RepoEr
     Ok(counts)
 }
 
-/// The exposition text. Series with an unknown value (chain lag before the first poll) are
-/// left out rather than reported as 0, which would look like "in sync".
+/// The exposition text. Series with an unknown value (chain lag before the first poll,
+/// earnings without a chain) are left out rather than reported as 0, which would look like
+/// "in sync" or "earned nothing".
 pub(crate) fn render(
     leases: &BTreeMap<String, u64>,
     status: &NodeStatus,
-    earnings: &Earnings,
+    earnings: Option<&Earnings>,
 ) -> String {
     let mut out = String::new();
     family(
@@ -68,19 +74,22 @@ pub(crate) fn render(
             .iter()
             .map(|(state, n)| (format!("state=\"{}\"", escape(state)), n.to_string())),
     );
-    let amounts: [(&str, U256); 3] = [
-        ("accrued", earnings.accrued),
-        ("withdrawn", earnings.withdrawn),
-        ("pending", earnings.pending),
-    ];
-    family(
-        &mut out,
-        "gpuflow_earnings_base_units",
-        "Host earnings in payment-token base units (accrued, withdrawn, pending withdrawal).",
-        amounts
-            .into_iter()
-            .map(|(kind, v)| (format!("kind=\"{kind}\""), v.to_string())),
-    );
+    if let Some(earnings) = earnings {
+        let amounts: [(&str, U256); 3] = [
+            ("accrued", earnings.accrued),
+            ("withdrawn", earnings.withdrawn),
+            ("pending", earnings.pending),
+        ];
+        family(
+            &mut out,
+            "gpuflow_earnings_base_units",
+            "Host earnings in payment-token base units, net of the protocol fee (accrued, \
+             withdrawn, pending withdrawal).",
+            amounts
+                .into_iter()
+                .map(|(kind, v)| (format!("kind=\"{kind}\""), v.to_string())),
+        );
+    }
     let plain = |v: u64| std::iter::once((String::new(), v.to_string()));
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     family(

@@ -7,7 +7,7 @@
 //!   cancellation token fires, so tests bind `127.0.0.1:0`.
 //! - The node's live state comes through the [`NodeView`] trait, which the node implements;
 //!   leases are read straight from the [`LeaseRepo`].
-//! - Auth (`auth.rs`): POSTs need the bearer token from `<data_dir>/api-token`
+//! - Auth (`auth.rs`): POSTs need the bearer token from `<data_dir>/api.token`
 //!   ([`load_or_create_token`]). GETs are read-only and open: on loopback every client is
 //!   already a local user, and what they show is public on chain or on the p2p network.
 //! - Every error is JSON `{"error": {"code", "message"}}` ([`ApiError`]), 4xx for anything the

@@ -106,7 +106,7 @@ pub(crate) fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Local API of a GPUFlow host node. GETs are read-only and \
                 unauthenticated (the API listens on loopback by default); POSTs need the bearer \
-                token from `<data_dir>/api-token`. Errors are `{\"error\": {\"code\", \
+                token from `<data_dir>/api.token`. Errors are `{\"error\": {\"code\", \
                 \"message\"}}`. Amounts are token base units as decimal strings."
         },
         "paths": {
@@ -131,7 +131,7 @@ pub(crate) fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer",
-                    "description": "64 hex digits from `<data_dir>/api-token` (mode 0600)." }
+                    "description": "64 hex digits from `<data_dir>/api.token` (mode 0600)." }
             },
             "schemas": schemas(&states),
         }
@@ -188,11 +188,14 @@ fn schemas(states: &[&str]) -> Value {
         },
         "Earnings": {
             "type": "object",
-            "required": ["accrued", "withdrawn", "pending", "token", "decimals"],
+            "required": ["accrued", "withdrawn", "pending", "block", "token", "decimals"],
             "properties": {
-                "accrued": amount("Accrued by leases so far."),
-                "withdrawn": amount("Already withdrawn to the host wallet."),
-                "pending": amount("Accrued and not yet withdrawn."),
+                "accrued": amount("Earned by leases so far, net of the protocol fee: \
+                    withdrawn + pending."),
+                "withdrawn": amount("Already paid to the host wallet (net)."),
+                "pending": amount("Accrued on running leases and not yet withdrawn (net): \
+                    what POST /withdraw would collect at `block`."),
+                "block": nullable_int,
                 "token": { "type": "string", "pattern": ADDRESS },
                 "decimals": { "type": "integer", "minimum": 0, "maximum": 255 }
             }

@@ -222,6 +222,7 @@ async fn api_get_health_status_earnings() {
             "accrued": "123456789012345678901234567890",
             "withdrawn": "100",
             "pending": "123456789012345678901234567790",
+            "block": 120,
             "token": format!("{:#x}", Address::repeat_byte(0x22)),
             "decimals": 6,
         })

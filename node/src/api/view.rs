@@ -111,18 +111,23 @@ pub struct OfferStatus {
     pub expires_at: u64,
 }
 
-/// `GET /earnings`. All amounts in token base units.
+/// `GET /earnings`. All amounts in token base units, net of the protocol fee (what reaches or
+/// would reach the host wallet): `accrued = withdrawn + pending`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Earnings {
-    /// Everything leases have accrued to this host so far.
+    /// Everything leases have earned this host so far: `withdrawn + pending`.
     #[serde(with = "decimal_u256")]
     pub accrued: U256,
-    /// What was already withdrawn to the host wallet.
+    /// What the escrow already paid the host wallet (withdrawals and payouts at close, from
+    /// the escrow's events).
     #[serde(with = "decimal_u256")]
     pub withdrawn: U256,
-    /// Accrued and not yet withdrawn: what `POST /withdraw` would collect.
+    /// Accrued on running leases and not yet withdrawn: what `POST /withdraw` would collect if
+    /// it were mined in block `block`.
     #[serde(with = "decimal_u256")]
     pub pending: U256,
+    /// The chain block `pending` was read at; `None` when it was not read from a chain.
+    pub block: Option<u64>,
     /// The payment token.
     pub token: Address,
     /// The token's decimals (6 for USDC), for display only.

@@ -19,6 +19,8 @@ use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{Quote, domain, lease_id};
 
+use super::events::decode;
+use crate::earnings::Payout;
 use crate::wallet::HostWallet;
 
 /// Gas added to every estimate on top of 25 %: one more ERC-20 transfer (a payout that was zero
@@ -71,6 +73,8 @@ pub struct WithdrawOutcome {
     /// Leases left out of the batch because they would make it revert, with the reason. The
     /// engine should stop asking to withdraw from them.
     pub dropped: Vec<(B256, Revert)>,
+    /// The `Withdrawn` events of the mined transaction: what each lease paid.
+    pub paid: Vec<Payout>,
 }
 
 /// Why a host transaction failed.
@@ -217,11 +221,18 @@ impl<P: Provider> HostTx<P> {
         // Each round drops at least one quote, so this ends.
         while !batch.is_empty() {
             let call = self.escrow.withdrawMany(batch.clone()).from(self.host);
-            match self.simulate_and_send("withdrawMany", call).await {
-                Ok(mined) => {
+            match self.send_logged("withdrawMany", call).await {
+                Ok((mined, logs)) => {
+                    let paid = logs
+                        .iter()
+                        .filter(|l| l.address() == *self.escrow.address())
+                        .filter_map(|l| decode(l).ok().flatten())
+                        .filter_map(|(meta, ev)| Payout::from_event(meta, &ev))
+                        .collect();
                     return Ok(WithdrawOutcome {
                         mined: Some(mined),
                         dropped,
+                        paid,
                     });
                 }
                 Err(e) => match e.escrow_error() {
@@ -243,7 +254,18 @@ impl<P: Provider> HostTx<P> {
         Ok(WithdrawOutcome {
             mined: None,
             dropped,
+            paid: Vec::new(),
         })
+    }
+
+    /// Simulates `withdrawMany(quotes)` without sending anything: `Ok` if it would succeed now.
+    /// Used to find which lease makes a batch revert.
+    pub async fn simulate_withdraw_many(&self, quotes: &[Quote]) -> Result<(), TxError> {
+        let call = self.escrow.withdrawMany(quotes.to_vec()).from(self.host);
+        call.call_raw()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("withdrawMany", e))
     }
 
     async fn simulate_and_send<C>(
@@ -251,6 +273,18 @@ impl<P: Provider> HostTx<P> {
         name: &'static str,
         call: alloy::contract::CallBuilder<&P, C>,
     ) -> Result<Mined, TxError>
+    where
+        C: alloy::contract::CallDecoder,
+    {
+        self.send_logged(name, call).await.map(|(mined, _)| mined)
+    }
+
+    /// Simulates, sends and waits for the receipt; returns the receipt's logs too.
+    async fn send_logged<C>(
+        &self,
+        name: &'static str,
+        call: alloy::contract::CallBuilder<&P, C>,
+    ) -> Result<(Mined, Vec<alloy::rpc::types::Log>), TxError>
     where
         C: alloy::contract::CallDecoder,
     {
@@ -281,10 +315,11 @@ impl<P: Provider> HostTx<P> {
                 tx_hash,
             });
         }
-        Ok(Mined {
+        let mined = Mined {
             tx_hash,
             block_number: receipt.block_number(),
             gas_used: receipt.gas_used(),
-        })
+        };
+        Ok((mined, receipt.inner.logs().to_vec()))
     }
 }

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 
 use alloy::primitives::Address;
 
+use super::daemon::{ApiLayer, ApiListen, EarningsLayer, RuntimeLayer};
 use super::{
     ChainLayer, ConfigError, ConfigLayer, Detection, Env, MachineLayer, OffersLayer, WalletLayer,
     default_config_file, read_file,
 };
+use crate::runtime::RuntimeKind;
 
 /// Configuration flags. Each setting can also come from the config file (key in brackets) and
 /// from a `GPUFLOW_*` variable; a flag beats the variable, which beats the file, which beats the
@@ -35,7 +37,8 @@ pub struct ConfigArgs {
     /// [env: GPUFLOW_BOOTSTRAP, comma-separated] [default: none]
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
-    /// Host wallet address; must match GPUFLOW_HOST_PRIVATE_KEY. [file: wallet.address]
+    /// Host wallet address; must match the key (GPUFLOW_HOST_PRIVATE_KEY or the keystore).
+    /// [file: wallet.address]
     /// [env: GPUFLOW_HOST_WALLET] [default: the private key's address]
     #[arg(long, value_name = "ADDRESS")]
     pub host_wallet: Option<Address>,
@@ -104,6 +107,38 @@ pub struct ConfigArgs {
     /// declared. [file: gpu.detection] [env: GPUFLOW_GPU_DETECTION] [default: auto]
     #[arg(long, value_name = "MODE", value_parser = parse_detection)]
     pub gpu_detection: Option<Detection>,
+    /// Keystore file (Web3 Secret Storage v3, as `gpuflow-node keystore new` or `cast wallet
+    /// import` write) holding the host wallet's key, used when GPUFLOW_HOST_PRIVATE_KEY is not
+    /// set. [file: wallet.keystore] [env: GPUFLOW_KEYSTORE]
+    #[arg(long, value_name = "FILE")]
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore's password (one trailing newline ignored; keep it mode 0600).
+    /// Without it the password comes from GPUFLOW_KEYSTORE_PASSWORD, else a prompt on the
+    /// terminal. [file: wallet.password_file] [env: GPUFLOW_KEYSTORE_PASSWORD_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Local HTTP API address, `off` to disable it; port 0 picks a free port (the address is
+    /// printed as `api http://ADDR` and written to <data_dir>/api_addr). [file: api.addr]
+    /// [env: GPUFLOW_API_ADDR] [default: 127.0.0.1:8686]
+    #[arg(long, value_name = "ADDR|off")]
+    pub api_addr: Option<ApiListen>,
+    /// Where leased workloads run: `docker` (containers through the local Docker engine at
+    /// DOCKER_HOST or unix:///var/run/docker.sock; start-up fails if it is unreachable) or
+    /// `process` (child processes, no isolation: development and tests only; a lease that
+    /// names an image runs a stand-in HTTP server on $PORT instead, since images need Docker).
+    /// [file: runtime.kind] [env: GPUFLOW_RUNTIME] [default: process]
+    #[arg(long, value_name = "KIND")]
+    pub runtime: Option<RuntimeKind>,
+    /// Seconds between scheduled `withdrawMany` batches of accrued earnings; 0 = never on a
+    /// schedule. [file: earnings.withdraw_interval_secs] [env: GPUFLOW_WITHDRAW_INTERVAL_SECS]
+    /// [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub withdraw_interval_secs: Option<u64>,
+    /// Withdraw accrued earnings when the node stops (Ctrl-C, SIGTERM).
+    /// [file: earnings.withdraw_on_shutdown] [env: GPUFLOW_WITHDRAW_EARNINGS_ON_SHUTDOWN]
+    /// [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub withdraw_earnings_on_shutdown: Option<bool>,
 }
 
 fn parse_detection(s: &str) -> Result<Detection, String> {
@@ -127,6 +162,8 @@ impl ConfigArgs {
             bootstrap: non_empty(&self.bootstrap),
             wallet: WalletLayer {
                 address: self.host_wallet,
+                keystore: self.keystore.clone(),
+                password_file: self.password_file.clone(),
             },
             chain: ChainLayer {
                 deployment: self.deployment.clone(),
@@ -154,6 +191,14 @@ impl ConfigArgs {
             gpu: super::GpuLayer {
                 detection: self.gpu_detection,
                 declared: None,
+            },
+            api: ApiLayer {
+                addr: self.api_addr,
+            },
+            runtime: RuntimeLayer { kind: self.runtime },
+            earnings: EarningsLayer {
+                withdraw_interval_secs: self.withdraw_interval_secs,
+                withdraw_on_shutdown: self.withdraw_earnings_on_shutdown,
             },
         }
     }

@@ -6,7 +6,7 @@ pub const EXAMPLE: &str = r#"# gpuflow-node configuration.
 # Precedence for every key: command-line flag > GPUFLOW_* environment variable > this file >
 # built-in default. Run `gpuflow-node run --help` for the flag names.
 
-# Data directory: node.db (SQLite), identity.key, listen_addrs.
+# Data directory: node.db (SQLite), identity.key, listen_addrs, api.token, api_addr.
 # env GPUFLOW_DATA_DIR, flag --data-dir; default $XDG_DATA_HOME/gpuflow or ~/.local/share/gpuflow
 # data_dir = "/var/lib/gpuflow"
 
@@ -23,10 +23,20 @@ listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 bootstrap = []
 
 [wallet]
-# The host wallet receives payment and signs quotes. Its private key is read ONLY from the
-# GPUFLOW_HOST_PRIVATE_KEY environment variable (a keystore comes later) and never logged.
-# If set, `address` must match that key. env GPUFLOW_HOST_WALLET, flag --host-wallet.
+# The host wallet receives payment, signs quotes and sends start/withdrawMany/close. Its
+# private key is never written here and never logged. It comes from either
+#  - the GPUFLOW_HOST_PRIVATE_KEY environment variable (development, CI), or
+#  - an encrypted keystore file (Web3 Secret Storage v3, the format of geth and `cast wallet`):
+#    `gpuflow-node keystore new` creates one, `gpuflow-node keystore import` stores an existing
+#    key. Its password comes from `password_file`, else GPUFLOW_KEYSTORE_PASSWORD, else a
+#    prompt on the terminal.
+# Setting both is an error. If set, `address` must match the key.
+# env GPUFLOW_HOST_WALLET, flag --host-wallet
 # address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+# env GPUFLOW_KEYSTORE, flag --keystore
+# keystore = "/var/lib/gpuflow/host-wallet.json"
+# env GPUFLOW_KEYSTORE_PASSWORD_FILE, flag --password-file (keep it mode 0600)
+# password_file = "/etc/gpuflow/keystore-password"
 
 [chain]
 # A deployment file gives chain id, escrow and token; the keys below override it.
@@ -74,4 +84,29 @@ detection = "auto"
 # vram_mib = 24564
 # cuda = "12.4"
 # driver = "550.54.14"
+
+[api]
+# Local HTTP API: GET /health /status /leases /earnings /metrics /openapi.json; POST
+# /offers/pause /offers/resume /withdraw with the bearer token in <data_dir>/api.token (created
+# with mode 0600 on first run). "off" disables it; port 0 picks a free port. The node prints
+# `api http://ADDR` and writes ADDR to <data_dir>/api_addr. GETs are unauthenticated: keep it on
+# loopback. env GPUFLOW_API_ADDR, flag --api-addr
+addr = "127.0.0.1:8686"
+
+[runtime]
+# Where leased workloads run. "docker": one container per lease through the local Docker engine
+# (DOCKER_HOST or unix:///var/run/docker.sock; start-up fails if it is unreachable).
+# "process": child processes of the node, without isolation: development and tests only; a lease
+# naming an image runs a stand-in HTTP server on $PORT, as images need Docker.
+# env GPUFLOW_RUNTIME, flag --runtime
+kind = "process"
+
+[earnings]
+# Accrued earnings are collected in one withdrawMany transaction per batch (leases are also paid
+# at close). 0 = never on a schedule (POST /withdraw still works).
+# env GPUFLOW_WITHDRAW_INTERVAL_SECS, flag --withdraw-interval-secs
+withdraw_interval_secs = 3600
+# Withdraw what accrued when the node stops (Ctrl-C, SIGTERM), before it leaves the network.
+# env GPUFLOW_WITHDRAW_EARNINGS_ON_SHUTDOWN, flag --withdraw-earnings-on-shutdown
+withdraw_on_shutdown = true
 "#;

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use alloy::primitives::Address;
 use serde::Deserialize;
 
+use super::daemon::{ApiLayer, EarningsLayer, RuntimeLayer};
 use super::{ConfigError, DeclaredGpu, Detection, PriceSpec};
 
 /// What the user may set, from any one source. Mirrors the TOML file: top-level keys plus the
-/// `[wallet]`, `[chain]`, `[machine]`, `[offers]`, `[pricing]` and `[gpu]` tables (see
+/// `[wallet]`, `[chain]`, `[machine]`, `[offers]`, `[pricing]`, `[gpu]`, `[api]`, `[runtime]`
+/// and `[earnings]` tables (see
 /// [`super::EXAMPLE`] for each key's meaning and its env variable and flag).
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,14 +42,28 @@ pub struct ConfigLayer {
     /// `[gpu]`.
     #[serde(default)]
     pub gpu: GpuLayer,
+    /// `[api]`.
+    #[serde(default)]
+    pub api: ApiLayer,
+    /// `[runtime]`.
+    #[serde(default)]
+    pub runtime: RuntimeLayer,
+    /// `[earnings]`.
+    #[serde(default)]
+    pub earnings: EarningsLayer,
 }
 
-/// `[wallet]`: the host wallet. Its private key comes only from `GPUFLOW_HOST_PRIVATE_KEY`.
+/// `[wallet]`: the host wallet. Its private key comes from `GPUFLOW_HOST_PRIVATE_KEY` or from
+/// an encrypted keystore file, never from this file.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WalletLayer {
     /// Expected wallet address; start-up fails if the private key belongs to another one.
     pub address: Option<Address>,
+    /// Keystore file (Web3 Secret Storage v3) holding the key.
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore's password.
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[chain]`: where the host is paid.
@@ -129,13 +145,16 @@ impl ConfigLayer {
     /// This layer with `low`'s values filling the fields it leaves unset.
     pub fn over(mut self, low: Self) -> Self {
         overlay!(self, low; data_dir, identity_key, listen, bootstrap, pricing);
-        overlay!(self.wallet, low.wallet; address);
+        overlay!(self.wallet, low.wallet; address, keystore, password_file);
         overlay!(self.chain, low.chain; deployment, chain_id, escrow, token, token_decimals);
         overlay!(self.machine, low.machine;
             region, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps);
         overlay!(self.offers, low.offers;
             ttl_secs, min_duration_secs, max_duration_secs, templates, withdraw_on_shutdown);
         overlay!(self.gpu, low.gpu; detection, declared);
+        overlay!(self.api, low.api; addr);
+        overlay!(self.runtime, low.runtime; kind);
+        overlay!(self.earnings, low.earnings; withdraw_interval_secs, withdraw_on_shutdown);
         self
     }
 
@@ -150,6 +169,10 @@ impl ConfigLayer {
             bootstrap: parse.list("GPUFLOW_BOOTSTRAP"),
             wallet: WalletLayer {
                 address: parse.value("GPUFLOW_HOST_WALLET")?,
+                keystore: parse.get("GPUFLOW_KEYSTORE").map(PathBuf::from),
+                password_file: parse
+                    .get("GPUFLOW_KEYSTORE_PASSWORD_FILE")
+                    .map(PathBuf::from),
             },
             chain: ChainLayer {
                 deployment: parse.get("GPUFLOW_DEPLOYMENT").map(PathBuf::from),
@@ -177,6 +200,16 @@ impl ConfigLayer {
             gpu: GpuLayer {
                 detection: parse.value("GPUFLOW_GPU_DETECTION")?,
                 declared: None,
+            },
+            api: ApiLayer {
+                addr: parse.value("GPUFLOW_API_ADDR")?,
+            },
+            runtime: RuntimeLayer {
+                kind: parse.value("GPUFLOW_RUNTIME")?,
+            },
+            earnings: EarningsLayer {
+                withdraw_interval_secs: parse.value("GPUFLOW_WITHDRAW_INTERVAL_SECS")?,
+                withdraw_on_shutdown: parse.value("GPUFLOW_WITHDRAW_EARNINGS_ON_SHUTDOWN")?,
             },
         })
     }

@@ -6,6 +6,7 @@
 //! process environment.
 
 mod args;
+mod daemon;
 mod example;
 mod layer;
 
@@ -17,7 +18,13 @@ use gpuflow_protocol::money;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
+use crate::runtime::RuntimeKind;
+
 pub use args::ConfigArgs;
+pub use daemon::{
+    ApiLayer, ApiListen, DEFAULT_WITHDRAW_INTERVAL_SECS, EarningsLayer, EarningsSettings,
+    KeystoreSettings, RuntimeLayer,
+};
 pub use example::EXAMPLE;
 pub use layer::{ChainLayer, ConfigLayer, GpuLayer, MachineLayer, OffersLayer, WalletLayer};
 
@@ -54,6 +61,14 @@ pub struct Config {
     pub detection: Detection,
     /// GPUs written in the config.
     pub declared: Vec<DeclaredGpu>,
+    /// Where the local HTTP API listens.
+    pub api: ApiListen,
+    /// Where leased workloads run.
+    pub runtime: RuntimeKind,
+    /// When earnings are withdrawn.
+    pub earnings: EarningsSettings,
+    /// The host wallet's keystore, if the key is not in the environment.
+    pub keystore: KeystoreSettings,
 }
 
 /// Chain, escrow and token of the host's offers.
@@ -397,6 +412,19 @@ impl Config {
             pricing,
             detection: layer.gpu.detection.unwrap_or_default(),
             declared: layer.gpu.declared.unwrap_or_default(),
+            api: layer.api.addr.unwrap_or_default(),
+            runtime: layer.runtime.kind.unwrap_or(RuntimeKind::Process),
+            earnings: EarningsSettings {
+                withdraw_interval_secs: layer
+                    .earnings
+                    .withdraw_interval_secs
+                    .unwrap_or(DEFAULT_WITHDRAW_INTERVAL_SECS),
+                withdraw_on_shutdown: layer.earnings.withdraw_on_shutdown.unwrap_or(true),
+            },
+            keystore: KeystoreSettings {
+                keystore: layer.wallet.keystore,
+                password_file: layer.wallet.password_file,
+            },
         })
     }
 
@@ -408,6 +436,11 @@ impl Config {
     /// Where the node writes its listen multiaddrs, one a line, once it listens.
     pub fn addrs_path(&self) -> PathBuf {
         self.data_dir.join("listen_addrs")
+    }
+
+    /// Where the node writes the API's address (`127.0.0.1:40123`) once it listens.
+    pub fn api_addr_path(&self) -> PathBuf {
+        self.data_dir.join("api_addr")
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::Path;
 use clap::Parser;
 
 use super::*;
+use crate::runtime::RuntimeKind;
 
 #[derive(Parser)]
 struct Cli {
@@ -169,4 +170,109 @@ fn default_paths_follow_xdg() {
         default_config_file(&env).unwrap(),
         Path::new("/home/h/.config/gpuflow/node.toml")
     );
+}
+
+#[test]
+fn api_runtime_earnings_and_keystore_keys_layer_like_the_rest() {
+    let c = load(FILE, &[], &[]).unwrap();
+    assert_eq!(c.api, ApiListen::default());
+    assert_eq!(c.runtime, RuntimeKind::Process);
+    assert_eq!(c.earnings, EarningsSettings::default());
+    assert_eq!(c.earnings.withdraw_interval_secs, 3600);
+    assert!(c.earnings.withdraw_on_shutdown);
+    assert_eq!(c.keystore, KeystoreSettings::default());
+
+    let file = format!(
+        "{FILE}\n[api]\naddr = \"off\"\n[runtime]\nkind = \"docker\"\n\
+         [earnings]\nwithdraw_interval_secs = 60\nwithdraw_on_shutdown = false\n"
+    )
+    .replace(
+        "[chain]",
+        "[wallet]\nkeystore = \"/file/ks.json\"\npassword_file = \"/file/pw\"\n[chain]",
+    );
+    let c = load(&file, &[], &[]).unwrap();
+    assert_eq!(c.api, ApiListen::Off);
+    assert_eq!(c.runtime, RuntimeKind::Docker);
+    assert_eq!(c.earnings.withdraw_interval_secs, 60);
+    assert!(!c.earnings.withdraw_on_shutdown);
+    assert_eq!(
+        c.keystore.keystore.as_deref(),
+        Some(Path::new("/file/ks.json"))
+    );
+    assert_eq!(
+        c.keystore.password_file.as_deref(),
+        Some(Path::new("/file/pw"))
+    );
+
+    let env = [
+        ("GPUFLOW_API_ADDR", "127.0.0.1:0"),
+        ("GPUFLOW_RUNTIME", "process"),
+        ("GPUFLOW_WITHDRAW_INTERVAL_SECS", "0"),
+        ("GPUFLOW_WITHDRAW_EARNINGS_ON_SHUTDOWN", "true"),
+        ("GPUFLOW_KEYSTORE", "/env/ks.json"),
+        ("GPUFLOW_KEYSTORE_PASSWORD_FILE", "/env/pw"),
+    ];
+    let c = load(&file, &env, &[]).unwrap();
+    assert_eq!(c.api, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(c.runtime, RuntimeKind::Process);
+    assert_eq!(
+        c.earnings.withdraw_interval_secs, 0,
+        "0 turns the schedule off"
+    );
+    assert!(c.earnings.withdraw_on_shutdown);
+    assert_eq!(
+        c.keystore.keystore.as_deref(),
+        Some(Path::new("/env/ks.json"))
+    );
+    assert_eq!(
+        c.keystore.password_file.as_deref(),
+        Some(Path::new("/env/pw"))
+    );
+
+    let flags = [
+        "--api-addr",
+        "127.0.0.1:9999",
+        "--runtime",
+        "docker",
+        "--withdraw-interval-secs",
+        "5",
+        "--withdraw-earnings-on-shutdown",
+        "false",
+        "--keystore",
+        "/flag/ks.json",
+        "--password-file",
+        "/flag/pw",
+    ];
+    let c = load(&file, &env, &flags).unwrap();
+    assert_eq!(c.api, "127.0.0.1:9999".parse().unwrap());
+    assert_eq!(c.runtime, RuntimeKind::Docker);
+    assert_eq!(c.earnings.withdraw_interval_secs, 5);
+    assert!(!c.earnings.withdraw_on_shutdown);
+    assert_eq!(
+        c.keystore.keystore.as_deref(),
+        Some(Path::new("/flag/ks.json"))
+    );
+    assert_eq!(
+        c.keystore.password_file.as_deref(),
+        Some(Path::new("/flag/pw"))
+    );
+}
+
+#[test]
+fn bad_api_and_runtime_values_say_what_is_accepted() {
+    let err = load(FILE, &[("GPUFLOW_RUNTIME", "podman")], &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("GPUFLOW_RUNTIME") && msg.contains("process or docker"),
+        "{msg}"
+    );
+    let err = load(FILE, &[("GPUFLOW_API_ADDR", "localhost")], &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("GPUFLOW_API_ADDR") && msg.contains("off"),
+        "{msg}"
+    );
+    let err = load(&format!("{FILE}\n[api]\naddr = \"nowhere\"\n"), &[], &[]).unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:8686"), "{err}");
+    assert!(Cli::try_parse_from(["node", "--runtime", "vm"]).is_err());
 }

@@ -47,6 +47,10 @@ fn config() -> Config {
         pricing: BTreeMap::from([("RTX_4090".into(), 400_000), ("RTX_3090".into(), 250_000)]),
         detection: Detection::Declared,
         declared: vec![],
+        api: crate::config::ApiListen::Off,
+        runtime: crate::runtime::RuntimeKind::Process,
+        earnings: crate::config::EarningsSettings::default(),
+        keystore: crate::config::KeystoreSettings::default(),
     }
 }
 
@@ -171,4 +175,80 @@ async fn sequence_numbers_rise_across_restarts_and_removed_gpus_are_withdrawn() 
 
     ann.withdraw_all().await.unwrap();
     assert_eq!(rec.take(), [("a".into(), NOW + 2, false)]);
+}
+
+#[tokio::test]
+async fn pause_withdraws_and_stops_announcing_resume_announces_and_pause_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("node.db");
+    let h = TestHost::from_seed(3);
+    let inv = inventory(vec![group("a", "RTX_4090", 2)]);
+    let rec = Recorder::default();
+    let store = Store::open(&db).await.unwrap();
+    let (plans, _) = build_plans(&config(), &inv, &h.key, &h.wallet, NOW).unwrap();
+    let mut ann = Announcer::new(
+        store.clone(),
+        rec.clone(),
+        h.key.clone(),
+        plans.clone(),
+        600,
+        clock,
+    );
+    assert!(!ann.restore_pause().await.unwrap());
+    ann.announce_all().await.unwrap();
+    let control = ann.control();
+    let published = control.published();
+    assert!(!published.paused);
+    assert_eq!(published.offers.len(), 1);
+    let o = &published.offers[0];
+    assert_eq!(
+        (o.name.as_str(), o.seq, o.expires_at),
+        ("a", NOW, NOW + 600)
+    );
+    assert_eq!(o.price_per_hour(), 800_000, "2 GPUs at 400_000");
+    assert_eq!(rec.take(), [("a".into(), NOW, true)]);
+
+    let stop = CancellationToken::new();
+    // A TTL round far away: only the control requests make the announcer act.
+    let task = tokio::spawn(ann.keep_fresh(
+        Some(Duration::from_secs(3600)),
+        stop.clone(),
+        true,
+        Duration::from_secs(5),
+    ));
+    control.set_paused(true).await.unwrap();
+    assert_eq!(rec.take(), [("a".into(), NOW, false)], "withdrawn");
+    let p = control.published();
+    assert!(p.paused && p.offers.is_empty(), "{p:?}");
+    control.set_paused(true).await.unwrap();
+    assert!(rec.take().is_empty(), "pausing twice sends nothing");
+
+    control.set_paused(false).await.unwrap();
+    assert_eq!(
+        rec.take(),
+        [("a".into(), NOW + 1, true)],
+        "re-announced above the withdrawn seq"
+    );
+    let p = control.published();
+    assert!(!p.paused);
+    assert_eq!(p.offers[0].seq, NOW + 1);
+
+    // Paused when the node stops: still paused after a restart, and nothing is announced.
+    control.set_paused(true).await.unwrap();
+    rec.take();
+    stop.cancel();
+    task.await.unwrap();
+    assert!(
+        rec.take().is_empty(),
+        "already withdrawn; nothing more at shutdown"
+    );
+    assert!(matches!(
+        control.set_paused(false).await,
+        Err(ControlError::Stopped)
+    ));
+    let mut ann = Announcer::new(store.clone(), rec.clone(), h.key.clone(), plans, 600, clock);
+    assert!(ann.restore_pause().await.unwrap());
+    assert!(ann.control().published().paused);
+    assert_eq!(ann.announce_all().await.unwrap(), 0);
+    assert!(rec.take().is_empty());
 }

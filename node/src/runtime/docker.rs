@@ -84,6 +84,18 @@ impl DockerConfig {
     }
 }
 
+/// The engine socket named by `DOCKER_HOST` (its value passed in), as bollard and the docker
+/// CLI read it: unset or empty means [`DEFAULT_SOCKET`]; `unix://PATH` and a bare absolute path
+/// name a Unix socket. Anything else (`tcp://`, `ssh://`) is refused with a message saying so.
+pub fn socket_from_docker_host(docker_host: Option<&str>) -> Result<String, RuntimeError> {
+    match docker_host.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(DEFAULT_SOCKET.to_owned()),
+        Some(v) if v.starts_with("unix://") => Ok(v.to_owned()),
+        Some(v) if v.starts_with('/') => Ok(format!("unix://{v}")),
+        Some(v) => Err(RuntimeError::DockerHostUnsupported(v.to_owned())),
+    }
+}
+
 /// Runs leases as Docker containers. See the module docs.
 #[derive(Debug)]
 pub struct DockerRuntime {

@@ -185,11 +185,11 @@ async fn an_absent_engine_is_a_clear_error() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with(&format!("cannot reach the Docker engine at {socket}: ")),
+        msg.starts_with(&format!("cannot reach Docker at {socket}: ")),
         "{msg}"
     );
     assert!(
-        msg.ends_with("; is Docker running? or set runtime = \"process\""),
+        msg.contains("; install Docker or use --runtime process"),
         "{msg}"
     );
 }
@@ -212,5 +212,25 @@ async fn a_socket_nobody_answers_is_a_clear_error() {
         matches!(err, RuntimeError::DockerUnreachable { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("is Docker running?"));
+    assert!(err.to_string().contains("use --runtime process"));
+}
+
+#[test]
+fn docker_host_names_the_socket() {
+    assert_eq!(socket_from_docker_host(None).unwrap(), DEFAULT_SOCKET);
+    assert_eq!(socket_from_docker_host(Some(" ")).unwrap(), DEFAULT_SOCKET);
+    assert_eq!(
+        socket_from_docker_host(Some("unix:///run/d.sock")).unwrap(),
+        "unix:///run/d.sock"
+    );
+    assert_eq!(
+        socket_from_docker_host(Some("/run/d.sock")).unwrap(),
+        "unix:///run/d.sock"
+    );
+    let err = socket_from_docker_host(Some("tcp://10.0.0.1:2375")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("DOCKER_HOST=tcp://10.0.0.1:2375 is not supported"),
+        "{err}"
+    );
 }

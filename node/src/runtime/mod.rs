@@ -16,6 +16,8 @@ pub mod process;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
 
 use alloy::primitives::B256;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,26 @@ pub enum RuntimeKind {
     Process,
     /// A Docker container.
     Docker,
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "process" => Ok(RuntimeKind::Process),
+            "docker" => Ok(RuntimeKind::Docker),
+            other => Err(format!("`{other}` is not a runtime; use process or docker")),
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
+        })
+    }
 }
 
 /// A workload port published on the host.
@@ -99,8 +121,8 @@ pub enum RuntimeError {
     },
     /// The Docker engine could not be reached.
     #[error(
-        "cannot reach the Docker engine at {socket}: {source}; is Docker running? or set \
-         runtime = \"process\""
+        "cannot reach Docker at {socket}: {source}; install Docker or use --runtime process \
+         (if Docker is installed: start it, or point DOCKER_HOST at its socket)"
     )]
     DockerUnreachable {
         /// The socket address tried.
@@ -118,6 +140,12 @@ pub enum RuntimeError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// `DOCKER_HOST` names something other than a Unix socket.
+    #[error(
+        "DOCKER_HOST={0} is not supported; the docker runtime talks to a local engine through a \
+         Unix socket (unix:///var/run/docker.sock): unset DOCKER_HOST or point it at one"
+    )]
+    DockerHostUnsupported(String),
     /// The handle belongs to another driver.
     #[error("workload {id} was launched by the {kind:?} runtime, not this one")]
     WrongRuntime {
@@ -168,6 +196,45 @@ pub enum AnyRuntime {
     Process(ProcessRuntime),
     /// See [`DockerRuntime`].
     Docker(DockerRuntime),
+}
+
+/// Grace the process runtime gives a workload between SIGTERM and SIGKILL.
+const PROCESS_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The runtime of `kind`: the process runtime keeps its files under `data_dir`; the Docker
+/// runtime connects to the engine `docker_host` names (the value of `DOCKER_HOST`; unset: the
+/// standard socket) and fails with [`RuntimeError::DockerUnreachable`] when nobody answers
+/// there, labelling containers with `host_peer`.
+pub async fn connect(
+    kind: RuntimeKind,
+    data_dir: &Path,
+    host_peer: &str,
+    docker_host: Option<&str>,
+) -> Result<AnyRuntime, RuntimeError> {
+    match kind {
+        RuntimeKind::Process => Ok(AnyRuntime::Process(ProcessRuntime::new(&ProcessConfig {
+            data_dir: data_dir.to_owned(),
+            stop_grace: PROCESS_STOP_GRACE,
+        })?)),
+        RuntimeKind::Docker => {
+            let socket = docker::socket_from_docker_host(docker_host)?;
+            let config = DockerConfig {
+                socket,
+                ..DockerConfig::new(host_peer)
+            };
+            Ok(AnyRuntime::Docker(DockerRuntime::connect(config).await?))
+        }
+    }
+}
+
+impl AnyRuntime {
+    /// Which driver this is.
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            AnyRuntime::Process(_) => RuntimeKind::Process,
+            AnyRuntime::Docker(_) => RuntimeKind::Docker,
+        }
+    }
 }
 
 impl Runtime for AnyRuntime {

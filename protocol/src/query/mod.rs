@@ -224,12 +224,17 @@ impl Query {
 pub struct EvalCtx<'a> {
     now: u64,
     scores: Option<&'a HashMap<String, f64>>,
+    ranks: Option<&'a HashMap<String, f64>>,
 }
 
 impl<'a> EvalCtx<'a> {
     /// A context at unix time `now` in which every host has the new-host score.
     pub fn new(now: u64) -> Self {
-        Self { now, scores: None }
+        Self {
+            now,
+            scores: None,
+            ranks: None,
+        }
     }
 
     /// A context at unix time `now` with reliability scores keyed by host peer id (base58).
@@ -237,7 +242,24 @@ impl<'a> EvalCtx<'a> {
         Self {
             now,
             scores: Some(scores),
+            ranks: None,
         }
+    }
+
+    /// Adds rank keys by host peer id: what the `score` sort orders by (the 10th percentile of
+    /// the host's Beta, DESIGN.md §7). Without them `score` sorts by reliability.
+    #[must_use]
+    pub fn with_ranks(mut self, ranks: &'a HashMap<String, f64>) -> Self {
+        self.ranks = Some(ranks);
+        self
+    }
+
+    /// The rank key of `host` (a peer id): its rank when known, else its reliability.
+    pub fn rank(&self, host: &str) -> f64 {
+        self.ranks
+            .and_then(|r| r.get(host))
+            .copied()
+            .unwrap_or_else(|| self.reliability(host))
     }
 
     /// Unix seconds.

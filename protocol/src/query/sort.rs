@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::error::suggest;
-use super::{EvalCtx, Field, QueryError, Scalar};
+use super::{EvalCtx, Field, Num, QueryError, Scalar};
 use crate::offer::VerifiedOffer;
 
 /// What a sort key reads.
@@ -11,17 +11,26 @@ use crate::offer::VerifiedOffer;
 pub enum SortField {
     /// A query field.
     Field(Field),
-    /// The rank key. For now the host's reliability; later the 10th percentile of its
-    /// Beta(α, β) (DESIGN.md §7), so thin histories do not outrank long good ones.
+    /// The rank key: the host's rank from [`EvalCtx::rank`] (the 10th percentile of its
+    /// Beta(α, β), DESIGN.md §7, so thin histories do not outrank long good ones), or its
+    /// reliability where no rank is known.
     Score,
 }
 
 impl SortField {
-    /// The field whose value this key sorts by.
+    /// The field whose type this key compares like.
     pub fn field(self) -> Field {
         match self {
             Self::Field(f) => f,
             Self::Score => Field::Reliability,
+        }
+    }
+
+    /// The value this key sorts `offer` by.
+    fn value<'a>(self, offer: &'a VerifiedOffer, ctx: &EvalCtx<'_>) -> Option<Scalar<'a>> {
+        match self {
+            Self::Field(f) => f.value(&offer.offer, ctx),
+            Self::Score => Some(Scalar::Num(Num::from_score(ctx.rank(&offer.offer.host)))),
         }
     }
 }
@@ -117,7 +126,7 @@ impl SortSpec {
         offer: &'a VerifiedOffer,
         ctx: &EvalCtx<'_>,
     ) -> Option<Scalar<'a>> {
-        self.keys[0].field.field().value(&offer.offer, ctx)
+        self.keys[0].field.value(offer, ctx)
     }
 
     /// [`SortSpec::compare`] given each offer's [`SortSpec::head`]; the same order.
@@ -140,11 +149,10 @@ impl SortSpec {
         ctx: &EvalCtx<'_>,
     ) -> Ordering {
         for key in &self.keys[first..] {
-            let field = key.field.field();
             let ord = compare_values(
-                field.value(&a.offer, ctx),
-                field.value(&b.offer, ctx),
-                field,
+                key.field.value(a, ctx),
+                key.field.value(b, ctx),
+                key.field.field(),
                 key.descending,
             );
             if ord.is_ne() {

@@ -117,6 +117,34 @@ fn reliability_comes_from_the_context() {
 }
 
 #[test]
+fn score_sorts_by_rank_and_reliability_by_mean() {
+    let verified = |seed: u64| {
+        let h = TestHost::from_seed(seed);
+        let o = h.offer("a", NOW);
+        let signed = h.sign(&o);
+        VerifiedOffer {
+            id: o.id().unwrap(),
+            offer: o,
+            signed,
+        }
+    };
+    let (a, b) = (verified(11), verified(12));
+    let (ha, hb) = (a.offer.host.clone(), b.offer.host.clone());
+    // A has the higher mean, B the higher rank (a long history against a thin one).
+    let means = HashMap::from([(ha.clone(), 0.95), (hb.clone(), 0.90)]);
+    let ranks = HashMap::from([(ha, 0.60), (hb.clone(), 0.85)]);
+    let ctx = EvalCtx::with_scores(NOW, &means).with_ranks(&ranks);
+    let by_score = SortSpec::parse("score-").unwrap();
+    assert_eq!(by_score.compare(&b, &a, &ctx), Ordering::Less);
+    let by_mean = SortSpec::parse("reliability-").unwrap();
+    assert_eq!(by_mean.compare(&a, &b, &ctx), Ordering::Less);
+    // Without ranks, `score` falls back to the mean.
+    let ctx = EvalCtx::with_scores(NOW, &means);
+    assert_eq!(by_score.compare(&a, &b, &ctx), Ordering::Less);
+    assert!((ctx.rank(&hb) - 0.90).abs() < 1e-12);
+}
+
+#[test]
 fn unparseable_version_matches_no_clause_on_it() {
     let mut o = offer();
     o.gpu.cuda_version = "unknown".into();

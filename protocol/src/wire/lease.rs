@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{WireError, decode_limited, encode};
 use crate::escrow::Quote;
 use crate::offer::OfferId;
+use crate::receipt::SignedReceipt;
 
 /// Largest encoded [`LeaseRequest`]: a quote request with the longest image and SSH key, with
 /// room for the envelope.
@@ -70,6 +71,10 @@ pub enum LeaseRequest {
         /// Hash of the `open` transaction, so the host need not wait for its chain watcher.
         tx_hash: B256,
     },
+    /// A renter-signed receipt of service for one of the host's leases, for the host to keep
+    /// and publish with its offers (answered [`LeaseResponse::Ack`] when kept, else an error
+    /// saying why; hosts that keep no receipts answer [`code::UNSUPPORTED`]).
+    Receipt(SignedReceipt),
 }
 
 impl LeaseRequest {
@@ -285,6 +290,15 @@ mod tests {
                 lease_id: B256::repeat_byte(1),
                 tx_hash: B256::repeat_byte(2),
             },
+            LeaseRequest::Receipt(SignedReceipt {
+                lease_id: B256::repeat_byte(1),
+                renter: Address::repeat_byte(2),
+                window_start: u64::MAX - 1,
+                window_end: u64::MAX,
+                probes: u32::MAX,
+                reachable: u32::MAX,
+                signature: Bytes::from(vec![0xff; 65]),
+            }),
         ];
         for r in reqs {
             let bytes = r.encode();

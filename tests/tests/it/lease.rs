@@ -35,9 +35,25 @@ pub(crate) struct HostNode {
     pub(crate) peer: PeerId,
     pub(crate) addr: Multiaddr,
     pub(crate) data_dir: std::path::PathBuf,
+    /// The API's base URL from the node's `api http://…` line, if it printed one.
+    pub(crate) api: Option<String>,
 }
 
 impl HostNode {
+    /// Sends SIGTERM (a planned shutdown) and waits for the node to exit.
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id().expect("node still running")).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        tokio::time::timeout(gpuflow_tests::procs::STOP_TIMEOUT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node did not stop after SIGTERM; log:\n{}", self.log()))
+            .unwrap()
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
     }
@@ -78,8 +94,30 @@ impl Drop for WorkloadGuard {
 
 /// Starts (or restarts, on the same `data_dir`) the host node.
 pub(crate) async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Result<HostNode> {
+    start_host_with(chain, data_dir, &HostOpts::default()).await
+}
+
+/// What [`start_host_with`] changes from [`start_host`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostOpts {
+    /// Extra environment variables (e.g. `GPUFLOW_WITHDRAW_INTERVAL_SECS`).
+    pub(crate) env: Vec<(String, String)>,
+    /// Extra `gpuflow-node run` flags.
+    pub(crate) args: Vec<String>,
+    /// Leave `GPUFLOW_HOST_PRIVATE_KEY` unset (the key comes from a keystore in `args`/`env`).
+    pub(crate) no_key_env: bool,
+    /// RTX 4090s offered (0: one, as [`start_host`]).
+    pub(crate) gpus: u32,
+}
+
+/// [`start_host`] with extra environment and flags.
+pub(crate) async fn start_host_with(
+    chain: &TestChain,
+    data_dir: &Path,
+    opts: &HostOpts,
+) -> anyhow::Result<HostNode> {
     let key = chain.signer(HOST).to_bytes();
-    let mut spec = NodeSpec::new("RTX_4090", 1, "0.40");
+    let mut spec = NodeSpec::new("RTX_4090", opts.gpus.max(1), "0.40");
     spec.wallet_key = format!("{key:#x}");
     // The harness config names placeholder contracts; point it at this chain's.
     let toml = spec
@@ -94,18 +132,23 @@ pub(crate) async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Re
         .create(true)
         .append(true)
         .open(data_dir.join("node.log"))?;
-    let mut child = Command::new(bin("gpuflow-node")?)
-        .env_clear()
+    let mut cmd = Command::new(bin("gpuflow-node")?);
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", data_dir)
-        .env("GPUFLOW_HOST_PRIVATE_KEY", &spec.wallet_key)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info");
+    if !opts.no_key_env {
+        cmd.env("GPUFLOW_HOST_PRIVATE_KEY", &spec.wallet_key);
+    }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd
         .current_dir(data_dir)
         .arg("run")
         .arg("--config")
         .arg(&config)
         .arg("--rpc-url")
         .arg(chain.anvil.endpoint())
+        .args(&opts.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -114,12 +157,15 @@ pub(crate) async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Re
         .context("spawning gpuflow-node")?;
     let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
     let mut addr = None;
+    let mut api = None;
     let peer = tokio::time::timeout(START_TIMEOUT, async {
         while let Some(line) = lines.next_line().await? {
             if let Some(a) = line.strip_prefix("listening ")
                 && a.contains("/tcp/")
             {
                 addr = Some(a.to_owned());
+            } else if let Some(a) = line.strip_prefix("api ") {
+                api = Some(a.to_owned());
             } else if let Some(p) = line.strip_prefix("ready ") {
                 return Ok::<_, anyhow::Error>(p.to_owned());
             }
@@ -135,6 +181,7 @@ pub(crate) async fn start_host(chain: &TestChain, data_dir: &Path) -> anyhow::Re
         peer: peer.parse()?,
         addr: addr.context("no TCP listen address")?.parse()?,
         data_dir: data_dir.to_owned(),
+        api,
     })
 }
 

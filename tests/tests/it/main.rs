@@ -3,8 +3,19 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod escrow;
+mod expiry;
+mod extend;
 mod lease;
+mod outage;
+mod packaging;
+mod receipts;
 mod recovery;
+mod reliability;
+mod rent;
+mod rent_failures;
 mod search;
+mod wallet;
 mod watcher;
+mod withdraw;

@@ -128,6 +128,7 @@ impl NodeView for FakeNode {
                 accrued,
                 withdrawn,
                 pending: accrued - withdrawn,
+                block: Some(120),
                 token: Address::repeat_byte(0x22),
                 decimals: 6,
             })

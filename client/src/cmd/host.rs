@@ -1,0 +1,483 @@
+//! `gpuflow host`: one host's history from the escrow's events (leases, outcomes, earnings
+//! volume, score with its inputs), and the local reliability cache it shares with `search`.
+//!
+//! The cache is `<data dir>/reliability.db`, an index of every host's escrow events kept by
+//! `gpuflow-reliability`. Each command syncs it from the chain RPC first (incremental: only new
+//! blocks are read), so scores never depend on what a host says about itself.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use anyhow::anyhow;
+use gpuflow_p2p::PeerId;
+use gpuflow_protocol::money::format_units;
+use gpuflow_protocol::offer::VerifiedOffer;
+use gpuflow_reliability::{
+    HostHistory, HostScore, Indexer, IndexerConfig, OutcomeKind, Params, ScoreReader,
+};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::Failure;
+use crate::bootstrap;
+use crate::net::{self, NetArgs, env};
+use crate::output::{Amount, short_duration, table};
+
+/// Where reliability scores come from: the chain RPC and the escrow whose events are indexed.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ScoreArgs {
+    /// Chain RPC URL for reliability scores. Default: GPUFLOW_RPC_URL, then `rpc_url` in the
+    /// config file, then "rpcUrl" in .devnet/devnet.json. Without one, every host shows the
+    /// new-host prior, marked `*`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) rpc_url: Option<String>,
+    /// Escrow whose lease events the scores come from. Default: `[deployment]` in the config
+    /// file, then the devnet file, then the escrow most offers name.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) escrow: Option<Address>,
+    /// First block to index: the escrow's deployment block. Default: "deployBlock" in the
+    /// devnet file, else 0 (slow on a long chain the first time; later runs are incremental).
+    #[arg(long, value_name = "BLOCK")]
+    pub(crate) deploy_block: Option<u64>,
+    /// Give up syncing scores after this many seconds and use what the cache has.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) scores_timeout: u64,
+}
+
+/// How fresh the scores are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub(crate) enum ScoreSource {
+    /// Synced from the chain up to `block`.
+    Chain { block: Option<u64> },
+    /// The sync failed; the cache's scores up to `block`.
+    Cache { block: Option<u64>, error: String },
+    /// No scores: every host has the prior.
+    Unavailable { reason: String },
+}
+
+/// Scores keyed by host wallet, and how they were obtained.
+pub(crate) struct Scores {
+    pub(crate) by_wallet: HashMap<Address, HostScore>,
+    pub(crate) params: Params,
+    pub(crate) source: ScoreSource,
+    pub(crate) reader: Option<ScoreReader>,
+}
+
+impl Scores {
+    /// The score of `wallet`: its own, or the prior.
+    pub(crate) fn of(&self, wallet: Address) -> HostScore {
+        self.by_wallet
+            .get(&wallet)
+            .cloned()
+            .unwrap_or_else(|| HostScore::new_host(&self.params))
+    }
+
+    /// Whether real scores are shown (not only the prior).
+    pub(crate) fn available(&self) -> bool {
+        !matches!(self.source, ScoreSource::Unavailable { .. })
+    }
+}
+
+/// `deployBlock` from the devnet file (the only field of it this module reads itself).
+fn devnet_deploy_block(cwd: &std::path::Path) -> Option<u64> {
+    let path = bootstrap::find_devnet_file(cwd)?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v.get("deployBlock")?.as_u64()
+}
+
+fn spinner(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    s.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    s.enable_steady_tick(Duration::from_millis(100));
+    s
+}
+
+/// Syncs the local cache and reads every host's score. Never fails: without an RPC or
+/// escrow the scores are [`ScoreSource::Unavailable`], and when the sync fails the cache's
+/// older scores are used ([`ScoreSource::Cache`]); either is said on stderr.
+pub(crate) async fn load_scores(
+    args: &ScoreArgs,
+    config: Option<&std::path::Path>,
+    offers: &[VerifiedOffer],
+    quiet: bool,
+) -> Scores {
+    let unavailable = |reason: String| Scores {
+        by_wallet: HashMap::new(),
+        params: Params::default(),
+        source: ScoreSource::Unavailable { reason },
+        reader: None,
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let rpc = match bootstrap::resolve_rpc(args.rpc_url.as_deref(), config, &env, &cwd) {
+        Ok((url, _)) => url,
+        Err(e) => return unavailable(format!("{e}")),
+    };
+    let deployment = bootstrap::resolve_deployment(config, &env, &cwd)
+        .ok()
+        .flatten();
+    let escrow = args
+        .escrow
+        .or(deployment.map(|d| d.escrow))
+        .or_else(|| most_named_escrow(offers));
+    let Some(escrow) = escrow else {
+        return unavailable("no escrow known: pass --escrow or configure [deployment]".into());
+    };
+    let deploy_block = args
+        .deploy_block
+        .or_else(|| devnet_deploy_block(&cwd))
+        .unwrap_or(0);
+    let db: PathBuf = match crate::home::data_dir(&env) {
+        Ok(d) => d.join("reliability.db"),
+        Err(e) => return unavailable(format!("{e:#}")),
+    };
+    let mut indexer =
+        match Indexer::connect(&db, &rpc, IndexerConfig::new(escrow, deploy_block)).await {
+            Ok(ix) => ix,
+            Err(e) => return unavailable(e.to_string()),
+        };
+    let reader = indexer.reader();
+    let bar = spinner(quiet);
+    bar.set_message(format!("syncing reliability scores from {rpc}"));
+    let sync = indexer.sync_to_head(|p| {
+        bar.set_message(format!(
+            "syncing reliability scores: block {} of {}",
+            p.cursor.unwrap_or(0),
+            p.target
+        ));
+    });
+    let synced = tokio::time::timeout(Duration::from_secs(args.scores_timeout), sync).await;
+    bar.finish_and_clear();
+    let cursor = reader.cursor().await.ok().flatten();
+    let source = match synced {
+        Ok(Ok(p)) => ScoreSource::Chain { block: p.cursor },
+        Ok(Err(e)) => ScoreSource::Cache {
+            block: cursor,
+            error: e.to_string(),
+        },
+        Err(_) => ScoreSource::Cache {
+            block: cursor,
+            error: format!("sync did not finish within {}s", args.scores_timeout),
+        },
+    };
+    if let ScoreSource::Cache { error, .. } = &source {
+        // Old scores of another deployment would be wrong, not stale.
+        let same = matches!(reader.indexed().await, Ok(Some((_, e))) if e == escrow);
+        if cursor.is_none() || !same {
+            return unavailable(error.clone());
+        }
+        eprintln!(
+            "warning: reliability scores from the local cache (up to block {}): {error}",
+            cursor.unwrap_or(0)
+        );
+    }
+    // Receipts in the offers, checked against the synced chain, refine the outcomes.
+    crate::receipts::ingest(&reader, offers).await;
+    let now = net::unix_now();
+    match (reader.scores(now).await, reader.params().await) {
+        (Ok(by_wallet), Ok(params)) => Scores {
+            by_wallet,
+            params,
+            source,
+            reader: Some(reader),
+        },
+        (Err(e), _) | (_, Err(e)) => unavailable(e.to_string()),
+    }
+}
+
+/// The escrow named by the most offers (ties: the smallest address), if any offer.
+fn most_named_escrow(offers: &[VerifiedOffer]) -> Option<Address> {
+    let mut count: HashMap<Address, usize> = HashMap::new();
+    for v in offers {
+        *count.entry(v.offer.escrow).or_default() += 1;
+    }
+    count
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(e, _)| e)
+}
+
+/// Show a host's history: leases, outcomes, earnings volume, score with its inputs.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  gpuflow host 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
+  gpuflow host 12D3KooW… --json | jq .score
+
+Exit status: 0 shown, 1 no chain RPC answered and nothing is cached, 2 not an address or peer id.")]
+pub(crate) struct HostArgs {
+    /// The host's wallet address (0x…) or libp2p peer id (12D3KooW…; found through the
+    /// on-chain registry, else the wallet its offers are bound to).
+    #[arg(value_name = "PEER_ID|ADDRESS")]
+    host: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    scores: ScoreArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+#[derive(Serialize)]
+struct JsonLease {
+    lease_id: String,
+    renter: String,
+    outcome: &'static str,
+    paid: Amount,
+    value: Amount,
+    good: Option<f64>,
+    decay: f64,
+    credibility: f64,
+    cap_factor: f64,
+    weight: f64,
+    opened_at: u64,
+    started_at: Option<u64>,
+    closed_at: Option<u64>,
+    /// Verified renter-signed receipts counted in `good`.
+    receipts: usize,
+}
+
+#[derive(Serialize)]
+struct JsonHost {
+    host: String,
+    peer_id: Option<String>,
+    registered_at: Option<u64>,
+    first_seen: Option<u64>,
+    leases: u64,
+    outcomes: HashMap<&'static str, u64>,
+    volume: Amount,
+    score: JsonScore,
+    history: Vec<JsonLease>,
+    index: ScoreSource,
+    /// Receipts this host published that did not verify (not its renter's, unpaid lease).
+    ignored_receipts: u64,
+}
+
+#[derive(Serialize)]
+struct JsonScore {
+    reliability: f64,
+    rank: f64,
+    alpha: f64,
+    beta: f64,
+    evidence: f64,
+    prior_mean: f64,
+    prior_strength: Amount,
+    rank_quantile: f64,
+}
+
+fn outcome_name(k: OutcomeKind) -> &'static str {
+    match k {
+        OutcomeKind::NormalEnd => "normal_end",
+        OutcomeKind::HostClosed => "host_closed",
+        OutcomeKind::NeverStarted => "never_started",
+        OutcomeKind::Cancelled => "cancelled",
+        OutcomeKind::Running => "running",
+        OutcomeKind::Unknown => "unknown",
+    }
+}
+
+impl HostArgs {
+    pub(crate) async fn run(self) -> Result<(), Failure> {
+        let wanted = if let Ok(a) = self.host.parse::<Address>() {
+            Ok(a)
+        } else if let Ok(p) = self.host.parse::<PeerId>() {
+            Err(p)
+        } else {
+            return Err(Failure::Usage(anyhow!(
+                "`{}` is neither a wallet address (0x…) nor a peer id (12D3KooW…)",
+                self.host
+            )));
+        };
+        // The book brings the receipts hosts publish; without it the cache's receipts count.
+        let offers = net::fetch(&self.net, true).await.unwrap_or_default();
+        let scores =
+            load_scores(&self.scores, self.net.config.as_deref(), &offers, self.json).await;
+        let reader = match (&scores.source, &scores.reader) {
+            (ScoreSource::Unavailable { reason }, _) => {
+                return Err(Failure::Runtime(anyhow!("no host history: {reason}")));
+            }
+            (_, Some(r)) => r,
+            (_, None) => return Err(Failure::Runtime(anyhow!("no host history"))),
+        };
+        let wallet = match wanted {
+            Ok(a) => a,
+            Err(peer) => self.wallet_of(reader, peer).await?,
+        };
+        let now = net::unix_now();
+        let h = reader
+            .host_history(wallet, now)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        if self.json {
+            let text = serde_json::to_string_pretty(&json(&h, scores.source))
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            println!("{text}");
+        } else {
+            print!("{}", text(&h, now));
+        }
+        Ok(())
+    }
+
+    /// The wallet of `peer`: from the registry, else from its offers' wallet binding.
+    async fn wallet_of(&self, reader: &ScoreReader, peer: PeerId) -> Result<Address, Failure> {
+        if let Some(a) = reader
+            .host_of_peer(&peer.to_bytes())
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?
+        {
+            return Ok(a);
+        }
+        let offers = net::fetch(&self.net, self.json).await?;
+        let peer_s = peer.to_string();
+        offers
+            .iter()
+            .find(|v| v.offer.host == peer_s)
+            .map(|v| v.offer.wallet)
+            .ok_or_else(|| {
+                Failure::Runtime(anyhow!(
+                    "peer {peer} is not in the host registry and has no offer in the book; \
+                     pass its wallet address instead"
+                ))
+            })
+    }
+}
+
+fn json(h: &HostHistory, source: ScoreSource) -> JsonHost {
+    let s = &h.report.score;
+    let d = h.params.decimals;
+    let o = &s.outcomes;
+    let by_id: HashMap<_, _> = h.leases.iter().map(|r| (r.lease_id, r)).collect();
+    JsonHost {
+        host: h.report.host.to_string(),
+        peer_id: h
+            .peer_id
+            .as_ref()
+            .and_then(|p| PeerId::from_bytes(p).ok())
+            .map(|p| p.to_string()),
+        registered_at: h.registered_at,
+        first_seen: s.first_seen,
+        leases: s.leases,
+        outcomes: HashMap::from([
+            ("normal_end", o.normal_end),
+            ("host_closed", o.host_closed),
+            ("never_started", o.never_started),
+            ("cancelled", o.cancelled),
+            ("running", o.running),
+            ("unknown", o.unknown),
+        ]),
+        volume: Amount::new(s.volume, d),
+        score: JsonScore {
+            reliability: s.reliability,
+            rank: s.rank,
+            alpha: s.alpha,
+            beta: s.beta,
+            evidence: s.evidence,
+            prior_mean: h.params.prior_mean,
+            prior_strength: Amount::new(h.params.prior_strength, d),
+            rank_quantile: h.params.rank_quantile,
+        },
+        history: h
+            .report
+            .contributions
+            .iter()
+            .map(|c| {
+                let r = by_id.get(&c.lease_id);
+                JsonLease {
+                    lease_id: c.lease_id.to_string(),
+                    renter: c.renter.to_string(),
+                    outcome: outcome_name(c.outcome.kind),
+                    paid: Amount::new(r.map_or(0, |r| r.paid), d),
+                    value: Amount::new(c.outcome.value, d),
+                    good: c.outcome.good,
+                    decay: c.decay,
+                    credibility: c.credibility,
+                    cap_factor: c.cap_factor,
+                    weight: c.weight,
+                    opened_at: r.map_or(0, |r| r.opened_at),
+                    started_at: r.and_then(|r| r.started_at),
+                    closed_at: c.closed_at,
+                    receipts: c.outcome.coverage.receipts,
+                }
+            })
+            .collect(),
+        index: source,
+        ignored_receipts: h.ignored_receipts,
+    }
+}
+
+fn text(h: &HostHistory, now: u64) -> String {
+    let s = &h.report.score;
+    let d = h.params.decimals;
+    let o = &s.outcomes;
+    let fmt = |v: u128| format_units(U256::from(v), d);
+    let mut out = format!(
+        "host         {}\nfirst seen   {}\nleases       {} ({} normal end, {} host closed, {} never started, \
+         {} cancelled, {} running)\nvolume       {} tokens paid for service\n\
+         reliability  {:.4} (rank score {:.4} = {}th percentile of Beta(α={:.3}, β={:.3}))\n\
+         evidence     {:.3} tokens after decay, credibility and caps (prior {} at {})\n",
+        h.report.host,
+        s.first_seen.map_or("never".into(), |t| format!(
+            "{} ago",
+            short_duration(now.saturating_sub(t))
+        )),
+        s.leases,
+        o.normal_end,
+        o.host_closed,
+        o.never_started,
+        o.cancelled,
+        o.running,
+        fmt(s.volume),
+        s.reliability,
+        s.rank,
+        (h.params.rank_quantile * 100.0).round(),
+        s.alpha,
+        s.beta,
+        s.evidence,
+        fmt(h.params.prior_strength),
+        h.params.prior_mean,
+    );
+    if let Some(p) = h.peer_id.as_ref().and_then(|p| PeerId::from_bytes(p).ok()) {
+        out.push_str(&format!("peer id      {p} (registered)\n"));
+    }
+    if h.report.contributions.is_empty() {
+        return out;
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = h
+        .report
+        .contributions
+        .iter()
+        .map(|c| {
+            vec![
+                c.lease_id.to_string()[..10].to_owned(),
+                c.renter.to_string(),
+                outcome_name(c.outcome.kind).into(),
+                fmt(c.outcome.value),
+                c.outcome.good.map_or("-".into(), |g| format!("{g:.3}")),
+                format!("{:.3}", c.decay),
+                format!("{:.3}", c.credibility),
+                format!("{:.3}", c.cap_factor),
+                format!("{:.3}", c.weight),
+                c.closed_at.map_or("-".into(), |t| {
+                    format!("{} ago", short_duration(now.saturating_sub(t)))
+                }),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "LEASE", "RENTER", "OUTCOME", "VALUE", "O", "DECAY", "CRED", "CAP", "WEIGHT", "CLOSED",
+        ],
+        &rows,
+    ));
+    out
+}

@@ -1,0 +1,124 @@
+//! The lease spec a quote commits to, built from the renter's request and the offer.
+//!
+//! - `image_or_template` names a built-in template ([`gpuflow_protocol::templates`]) the offer
+//!   lists: the spec gets the template's image, ports and command (and its environment);
+//! - a name the offer lists that is not a built-in template, or any image where the offer lists
+//!   no templates, is used as the container image as it is;
+//! - the request's `env` and `ports` come on top (checked here: count, names, reserved names,
+//!   duplicates, port 0), each refusal naming the field.
+//!
+//! Under the process runtime the container command and container port 22 mean nothing (the
+//! workload is a local process, with no sshd): the spec leaves the command empty, so the engine
+//! runs its default workload, and publishes only the app's ports.
+
+use std::collections::BTreeMap;
+
+use gpuflow_protocol::templates;
+use gpuflow_protocol::wire::{MAX_REQUEST_ENV, MAX_REQUEST_PORTS, QuoteRequest};
+
+use super::QuoteError;
+use crate::lease::spec::{LeaseSpec, RESERVED_ENV};
+use crate::runtime::RuntimeKind;
+
+/// Longest environment variable name a request may set.
+pub const MAX_ENV_NAME_BYTES: usize = 128;
+
+/// The spec for `req` on the leased `devices`, for a host running `runtime`.
+pub(super) fn build(
+    req: &QuoteRequest,
+    devices: Vec<String>,
+    runtime: RuntimeKind,
+) -> Result<LeaseSpec, QuoteError> {
+    check_env(&req.env)?;
+    check_ports(&req.ports)?;
+    let process = runtime == RuntimeKind::Process;
+    let (image, mut ports, command, mut env) = match templates::find(&req.image_or_template) {
+        Some(t) => (
+            t.image.to_owned(),
+            t.ports
+                .iter()
+                .copied()
+                .filter(|&p| !(process && p == templates::SSH_PORT))
+                .collect::<Vec<u16>>(),
+            if process {
+                Vec::new()
+            } else {
+                t.command.iter().map(|&a| a.to_owned()).collect()
+            },
+            t.env
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        None => (
+            req.image_or_template.clone(),
+            Vec::new(),
+            Vec::new(),
+            BTreeMap::new(),
+        ),
+    };
+    // A port the template already publishes is not published twice.
+    for &p in &req.ports {
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(LeaseSpec {
+        gpus: devices,
+        image: Some(image),
+        command,
+        env,
+        ssh_public_key: Some(req.ssh_public_key.clone()),
+        ports,
+        ..LeaseSpec::default()
+    })
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> Result<(), QuoteError> {
+    let bad = |why: String| Err(QuoteError::Env { why });
+    if env.len() > MAX_REQUEST_ENV {
+        return bad(format!(
+            "{} variables, at most {MAX_REQUEST_ENV}",
+            env.len()
+        ));
+    }
+    for (k, v) in env {
+        let valid = !k.is_empty()
+            && k.len() <= MAX_ENV_NAME_BYTES
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return bad(format!(
+                "name {:?} must be 1 to {MAX_ENV_NAME_BYTES} of A-Z a-z 0-9 _, not starting with a digit",
+                k.chars().take(64).collect::<String>()
+            ));
+        }
+        if RESERVED_ENV.contains(&k.as_str()) || k.starts_with("GPUFLOW_") {
+            return bad(format!("{k} is set by the host; pick another name"));
+        }
+        if v.contains('\0') {
+            return bad(format!("{k} contains a NUL byte"));
+        }
+    }
+    Ok(())
+}
+
+fn check_ports(ports: &[u16]) -> Result<(), QuoteError> {
+    let bad = |why: String| Err(QuoteError::Ports { why });
+    if ports.len() > MAX_REQUEST_PORTS {
+        return bad(format!(
+            "{} ports, at most {MAX_REQUEST_PORTS}",
+            ports.len()
+        ));
+    }
+    for (i, &p) in ports.iter().enumerate() {
+        if p == 0 {
+            return bad("port 0 cannot be published".into());
+        }
+        if ports[..i].contains(&p) {
+            return bad(format!("port {p} listed twice"));
+        }
+    }
+    Ok(())
+}

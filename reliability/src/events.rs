@@ -1,0 +1,320 @@
+//! The escrow events the indexer keeps, decoded from raw logs of *every* host.
+//!
+//! A log the RPC returns is not trusted: one from another address, outside the range asked
+//! for, flagged `removed`, without its position, or whose data does not match the ABI is
+//! skipped with a [`Skip`] reason (and a warning from the indexer), never a panic or an abort
+//! of the whole range.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::rpc::types::Log;
+use alloy::sol_types::SolEvent;
+use gpuflow_protocol::escrow::GpuFlowEscrow;
+
+use crate::formula::CloseReason;
+
+/// Signatures (topic 0) of the events the indexer asks for.
+pub const INDEXED: [B256; 5] = [
+    GpuFlowEscrow::LeaseOpened::SIGNATURE_HASH,
+    GpuFlowEscrow::LeaseStarted::SIGNATURE_HASH,
+    GpuFlowEscrow::Withdrawn::SIGNATURE_HASH,
+    GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH,
+    GpuFlowEscrow::HostRegistered::SIGNATURE_HASH,
+];
+
+/// Where a log sits on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// Block number.
+    pub block: u64,
+    /// Index of the log in its block.
+    pub log_index: u64,
+    /// The block's timestamp when the RPC sent it with the log (`blockTimestamp`).
+    pub timestamp: Option<u64>,
+}
+
+/// An event the indexer stores. Amounts are base units; uint256 values that do not fit u128
+/// saturate (real deposits are uint96), timestamps saturate at u64::MAX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `LeaseOpened`.
+    Opened {
+        /// Lease id.
+        lease: B256,
+        /// Host wallet.
+        host: Address,
+        /// Renter wallet.
+        renter: Address,
+        /// Quoted price per second.
+        price_per_second: u128,
+        /// Deposit at open.
+        deposit: u128,
+    },
+    /// `LeaseStarted`.
+    Started {
+        /// Lease id.
+        lease: B256,
+        /// Chain time of the start.
+        started_at: u64,
+    },
+    /// `Withdrawn`: the host took what accrued so far.
+    Withdrawn {
+        /// Lease id.
+        lease: B256,
+        /// Net amount plus fee: what the renter paid for this part.
+        gross: u128,
+    },
+    /// `LeaseClosed`.
+    Closed {
+        /// Lease id.
+        lease: B256,
+        /// Host wallet.
+        host: Address,
+        /// Renter wallet.
+        renter: Address,
+        /// Who called `close`.
+        closed_by: Address,
+        /// Why.
+        reason: CloseReason,
+        /// Paid to the host by the close, net amount plus fee.
+        gross: u128,
+        /// Returned to the renter.
+        refund: u128,
+        /// Chain time of the close.
+        closed_at: u64,
+    },
+    /// `HostRegistered`.
+    Registered {
+        /// Host wallet.
+        host: Address,
+        /// libp2p peer id bytes.
+        peer_id: Bytes,
+        /// First registration time.
+        registered_at: u64,
+    },
+}
+
+/// Why a log was skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum Skip {
+    /// Not emitted by the escrow (a misbehaving RPC ignored the address filter).
+    #[error("log from {0}, not the escrow")]
+    OtherAddress(Address),
+    /// Reorged out (`removed: true`).
+    #[error("log marked removed")]
+    Removed,
+    /// No block number or log index.
+    #[error("log without block number or log index")]
+    Unplaced,
+    /// Outside the block range asked for.
+    #[error("log in block {0}, outside the range asked for")]
+    OutOfRange(u64),
+    /// An event signature not asked for.
+    #[error("log with an event signature the indexer did not ask for")]
+    Unasked,
+    /// The data does not match the ABI.
+    #[error("log does not decode as {event}: {source}")]
+    Abi {
+        /// The event tried.
+        event: &'static str,
+        /// The cause.
+        #[source]
+        source: alloy::sol_types::Error,
+    },
+}
+
+fn amount(v: U256) -> u128 {
+    u128::try_from(v).unwrap_or(u128::MAX)
+}
+
+fn secs(v: U256) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+fn ev<E: SolEvent>(log: &Log) -> Result<E, Skip> {
+    E::decode_log_data(&log.inner.data).map_err(|source| Skip::Abi {
+        event: E::SIGNATURE,
+        source,
+    })
+}
+
+/// Decodes one log returned for `escrow` over blocks `from..=to`.
+pub fn decode(log: &Log, escrow: Address, from: u64, to: u64) -> Result<(Place, Event), Skip> {
+    if log.address() != escrow {
+        return Err(Skip::OtherAddress(log.address()));
+    }
+    if log.removed {
+        return Err(Skip::Removed);
+    }
+    let (Some(block), Some(log_index)) = (log.block_number, log.log_index) else {
+        return Err(Skip::Unplaced);
+    };
+    if !(from..=to).contains(&block) {
+        return Err(Skip::OutOfRange(block));
+    }
+    let place = Place {
+        block,
+        log_index,
+        timestamp: log.block_timestamp,
+    };
+    let event = match log.topic0().copied().unwrap_or_default() {
+        GpuFlowEscrow::LeaseOpened::SIGNATURE_HASH => {
+            let e: GpuFlowEscrow::LeaseOpened = ev(log)?;
+            Event::Opened {
+                lease: e.leaseId,
+                host: e.host,
+                renter: e.renter,
+                price_per_second: amount(e.pricePerSecond),
+                deposit: amount(e.deposit),
+            }
+        }
+        GpuFlowEscrow::LeaseStarted::SIGNATURE_HASH => {
+            let e: GpuFlowEscrow::LeaseStarted = ev(log)?;
+            Event::Started {
+                lease: e.leaseId,
+                started_at: secs(e.startedAt),
+            }
+        }
+        GpuFlowEscrow::Withdrawn::SIGNATURE_HASH => {
+            let e: GpuFlowEscrow::Withdrawn = ev(log)?;
+            Event::Withdrawn {
+                lease: e.leaseId,
+                gross: amount(e.amount).saturating_add(amount(e.fee)),
+            }
+        }
+        GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH => {
+            let e: GpuFlowEscrow::LeaseClosed = ev(log)?;
+            Event::Closed {
+                lease: e.leaseId,
+                host: e.host,
+                renter: e.renter,
+                closed_by: e.closedBy,
+                reason: CloseReason::from(e.reason),
+                gross: amount(e.hostAmount).saturating_add(amount(e.fee)),
+                refund: amount(e.refund),
+                closed_at: secs(e.closedAt),
+            }
+        }
+        GpuFlowEscrow::HostRegistered::SIGNATURE_HASH => {
+            let e: GpuFlowEscrow::HostRegistered = ev(log)?;
+            Event::Registered {
+                host: e.host,
+                peer_id: e.peerId,
+                registered_at: secs(e.registeredAt),
+            }
+        }
+        _ => return Err(Skip::Unasked),
+    };
+    Ok((place, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{LogData, address};
+
+    use super::*;
+
+    const ESCROW: Address = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
+
+    fn raw(address: Address, data: LogData, block: Option<u64>) -> Log {
+        Log {
+            inner: alloy::primitives::Log { address, data },
+            block_number: block,
+            log_index: Some(0),
+            ..Default::default()
+        }
+    }
+
+    fn started() -> LogData {
+        GpuFlowEscrow::LeaseStarted {
+            leaseId: B256::repeat_byte(1),
+            host: Address::repeat_byte(2),
+            renter: Address::repeat_byte(3),
+            startedAt: U256::from(77u64),
+        }
+        .encode_log_data()
+    }
+
+    #[test]
+    fn a_good_log_decodes() {
+        let (place, ev) = decode(&raw(ESCROW, started(), Some(5)), ESCROW, 1, 9).unwrap();
+        assert_eq!(place.block, 5);
+        assert_eq!(
+            ev,
+            Event::Started {
+                lease: B256::repeat_byte(1),
+                started_at: 77
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_logs_are_skipped_with_a_reason() {
+        let other = Address::repeat_byte(9);
+        assert!(matches!(
+            decode(&raw(other, started(), Some(5)), ESCROW, 1, 9),
+            Err(Skip::OtherAddress(_))
+        ));
+        assert!(matches!(
+            decode(&raw(ESCROW, started(), None), ESCROW, 1, 9),
+            Err(Skip::Unplaced)
+        ));
+        assert!(matches!(
+            decode(&raw(ESCROW, started(), Some(50)), ESCROW, 1, 9),
+            Err(Skip::OutOfRange(50))
+        ));
+        let mut removed = raw(ESCROW, started(), Some(5));
+        removed.removed = true;
+        assert!(matches!(decode(&removed, ESCROW, 1, 9), Err(Skip::Removed)));
+        // Right signature, truncated data.
+        let mut bad = started();
+        bad = LogData::new_unchecked(bad.topics().to_vec(), Bytes::from_static(&[1, 2, 3]));
+        assert!(matches!(
+            decode(&raw(ESCROW, bad, Some(5)), ESCROW, 1, 9),
+            Err(Skip::Abi { .. })
+        ));
+        // Right signature, topics missing.
+        let short = LogData::new_unchecked(vec![started().topics()[0]], Bytes::new());
+        assert!(matches!(
+            decode(&raw(ESCROW, short, Some(5)), ESCROW, 1, 9),
+            Err(Skip::Abi { .. })
+        ));
+        let unknown = LogData::new_unchecked(vec![B256::repeat_byte(7)], Bytes::new());
+        assert!(matches!(
+            decode(&raw(ESCROW, unknown, Some(5)), ESCROW, 1, 9),
+            Err(Skip::Unasked)
+        ));
+        let none = LogData::new_unchecked(vec![], Bytes::new());
+        assert!(decode(&raw(ESCROW, none, Some(5)), ESCROW, 1, 9).is_err());
+    }
+
+    #[test]
+    fn an_out_of_range_close_reason_is_unknown_not_an_error() {
+        // The ABI decoder reads the enum as uint8; a newer contract's reason 9 still decodes.
+        let data = GpuFlowEscrow::LeaseClosed {
+            leaseId: B256::repeat_byte(1),
+            host: Address::repeat_byte(2),
+            renter: Address::repeat_byte(3),
+            closedBy: Address::repeat_byte(3),
+            reason: 9,
+            hostAmount: U256::from(5u64),
+            fee: U256::from(1u64),
+            refund: U256::MAX,
+            startedAt: U256::ZERO,
+            closedAt: U256::from(100u64),
+        }
+        .encode_log_data();
+        let (_, ev) = decode(&raw(ESCROW, data, Some(5)), ESCROW, 1, 9).unwrap();
+        let Event::Closed {
+            reason,
+            gross,
+            refund,
+            ..
+        } = ev
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(reason, CloseReason::Unknown(9));
+        assert_eq!(gross, 6);
+        assert_eq!(refund, u128::MAX, "saturates, no panic");
+    }
+}

@@ -1,0 +1,287 @@
+//! Reliability scores end to end: lease outcomes made on anvil, read back by the real
+//! `gpuflow search -o score-` and `gpuflow host` through the CLI's reliability cache.
+//!
+//! The chain history is driven directly with alloy (host-signed quotes, open/start/close,
+//! time warps); three real host nodes whose wallets are those hosts publish the offers.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use gpuflow_protocol::escrow::{self, Quote};
+use gpuflow_tests::chain::{ACCEPT_TIMEOUT, TestChain};
+use gpuflow_tests::procs::{Node, NodeSpec, gpuflow};
+use serde_json::Value;
+
+/// Renter, and the accounts of the three scored hosts and of a fourth host the renter also
+/// pays (so its credibility is above zero).
+const RENTER: usize = 2;
+const GOOD: usize = 1;
+const HOST_CLOSED: usize = 3;
+const NEVER: usize = 4;
+const ELSEWHERE: usize = 5;
+/// 10 tokens per hour (6 decimals), rounded down to whole base units per second.
+const PRICE: u64 = 2_777;
+
+struct Leases<'a> {
+    chain: &'a TestChain,
+    nonce: u64,
+}
+
+impl Leases<'_> {
+    /// Opens a quote of host `host` for the renter with 10 hours of deposit.
+    async fn open(&mut self, host: usize) -> (Quote, PrivateKeySigner) {
+        let c = self.chain;
+        let key = c.signer(host);
+        self.nonce += 1;
+        let q = Quote {
+            host: key.address(),
+            renter: c.signer(RENTER).address(),
+            pricePerSecond: U256::from(PRICE),
+            maxDuration: U256::from(24 * 3600u64),
+            expiry: U256::from(c.now().await.unwrap() + 3600),
+            nonce: U256::from(self.nonce),
+            specHash: B256::repeat_byte(0x5c),
+        };
+        let sig = escrow::sign_quote(&key, &q, &escrow::domain(c.chain_id(), c.escrow)).unwrap();
+        let deposit = U256::from(PRICE * 10 * 3600);
+        let r = c
+            .escrow_as(RENTER)
+            .open(q.clone(), sig, deposit)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(r.status(), "open reverted");
+        (q, key)
+    }
+
+    async fn start(&self, host: usize, q: &Quote) {
+        let r = self
+            .chain
+            .escrow_as(host)
+            .start(q.clone())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(r.status(), "start reverted");
+    }
+
+    async fn close(&self, by: usize, q: &Quote) {
+        let r = self
+            .chain
+            .escrow_as(by)
+            .close(q.clone())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(r.status(), "close reverted");
+    }
+
+    /// The next transaction's block comes `secs` later.
+    async fn warp(&self, secs: u64) {
+        let now = self.chain.now().await.unwrap();
+        self.chain.set_next_timestamp(now + secs).await.unwrap();
+    }
+}
+
+fn key_hex(k: &PrivateKeySigner) -> String {
+    k.to_bytes().to_string()
+}
+
+async fn search_json(args: &[&str]) -> Value {
+    let out = gpuflow(args).await.unwrap();
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[tokio::test]
+async fn lease_outcomes_order_search_by_score_and_show_in_host() {
+    let chain = TestChain::start().await.unwrap();
+    let renter = chain.signer(RENTER).address();
+    let token = chain.token_as(RENTER);
+    let mint = token.mint(renter, U256::from(10_000_000_000u64));
+    assert!(
+        mint.send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let approve = token.approve(chain.escrow, U256::MAX);
+    assert!(
+        approve
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let mut l = Leases {
+        chain: &chain,
+        nonce: 0,
+    };
+    // Spending elsewhere: 3 hours (30 tokens) at a fourth host, ended normally.
+    let (q, _) = l.open(ELSEWHERE).await;
+    l.start(ELSEWHERE, &q).await;
+    l.warp(3 * 3600).await;
+    l.close(RENTER, &q).await;
+    // Normal end: 2 hours, closed by the renter.
+    let (q, _) = l.open(GOOD).await;
+    l.start(GOOD, &q).await;
+    l.warp(2 * 3600).await;
+    l.close(RENTER, &q).await;
+    // Host closed while funded: 10 minutes served, 9 h 50 min of deposit left.
+    let (q, _) = l.open(HOST_CLOSED).await;
+    l.start(HOST_CLOSED, &q).await;
+    l.warp(600).await;
+    l.close(HOST_CLOSED, &q).await;
+    // Never started: the accept timeout passes, the renter takes the deposit back.
+    let (q, _) = l.open(NEVER).await;
+    l.warp(ACCEPT_TIMEOUT + 1).await;
+    l.close(RENTER, &q).await;
+
+    // Three hosts whose wallets are those accounts publish offers (same GPU, same price, so
+    // only the score can order them).
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut bootstrap: Vec<String> = Vec::new();
+    for (i, who) in [GOOD, HOST_CLOSED, NEVER].into_iter().enumerate() {
+        let mut spec = NodeSpec::new("RTX_4090", 1, "0.5");
+        spec.wallet_key = key_hex(&chain.signer(who));
+        spec.bootstrap = bootstrap.clone();
+        let node = Node::start(&spec, &dir.path().join(format!("h{i}")))
+            .await
+            .unwrap();
+        if bootstrap.is_empty() {
+            bootstrap.push(node.tcp_addr().to_owned());
+        }
+        nodes.push(node);
+    }
+    let rpc = chain.anvil.endpoint();
+    let escrow = chain.escrow.to_string();
+    let addr = bootstrap[0].clone();
+    let base = [
+        "search",
+        "--json",
+        "--bootstrap",
+        &addr,
+        "--rpc-url",
+        &rpc,
+        "--escrow",
+        &escrow,
+        "-o",
+        "score-",
+    ];
+    // Gossip brings the other two offers to the first node; wait for all three (bounded).
+    let mut result = Value::Null;
+    for _ in 0..60 {
+        result = search_json(&base).await;
+        if result["offers"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let offers = result["offers"].as_array().unwrap();
+    assert_eq!(offers.len(), 3, "{result:#}");
+    assert_eq!(result["scores"]["source"], "chain", "{result:#}");
+    let wallets: Vec<Address> = offers
+        .iter()
+        .map(|o| o["wallet"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let want: Vec<Address> = [GOOD, HOST_CLOSED, NEVER]
+        .map(|i| chain.signer(i).address())
+        .to_vec();
+    assert_eq!(wallets, want, "order by score-: {result:#}");
+    let scores: Vec<f64> = offers
+        .iter()
+        .map(|o| o["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores[0] > scores[1] && scores[1] > scores[2], "{scores:?}");
+    for o in offers {
+        assert_eq!(o["leases"], 1);
+        assert_eq!(o["scored"], true);
+    }
+    // A reliability filter uses the same scores: only the good host is above the prior.
+    let mut filtered = base.to_vec();
+    filtered.push("reliability>0.6");
+    let only = search_json(&filtered).await;
+    let only = only["offers"].as_array().unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["wallet"].as_str().unwrap(), want[0].to_string());
+
+    // The table shows the columns, and without an RPC the prior is shown, marked.
+    let out = gpuflow(&[
+        "search",
+        "--bootstrap",
+        &addr,
+        "--rpc-url",
+        &rpc,
+        "--escrow",
+        &escrow,
+        "-o",
+        "score-",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("GPU"), "{}", out.stdout);
+    assert!(out.stdout.lines().next().unwrap().contains("LEASES"));
+    let out = gpuflow(&["search", "--bootstrap", &addr]).await.unwrap();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.contains("0.60*"), "{}", out.stdout);
+    assert!(out.stderr.contains("unavailable"), "{}", out.stderr);
+
+    // `gpuflow host` shows the counts, by address and by peer id.
+    let host_json = |id: String| {
+        let rpc = rpc.clone();
+        let escrow = escrow.clone();
+        let addr = addr.clone();
+        async move {
+            search_json(&[
+                "host",
+                &id,
+                "--json",
+                "--rpc-url",
+                &rpc,
+                "--escrow",
+                &escrow,
+                "--bootstrap",
+                &addr,
+            ])
+            .await
+        }
+    };
+    let h = host_json(want[1].to_string()).await;
+    assert_eq!(h["leases"], 1, "{h:#}");
+    assert_eq!(h["outcomes"]["host_closed"], 1);
+    assert_eq!(h["history"][0]["outcome"], "host_closed");
+    assert_eq!(
+        h["volume"]["base_units"],
+        (u128::from(PRICE) * 600).to_string(),
+        "10 minutes paid"
+    );
+    assert!(h["score"]["reliability"].as_f64().unwrap() < 0.6);
+    let h = host_json(nodes[2].peer_id.clone()).await;
+    assert_eq!(h["host"], want[2].to_string());
+    assert_eq!(h["outcomes"]["never_started"], 1, "{h:#}");
+    let h = host_json(want[0].to_string()).await;
+    assert_eq!(h["outcomes"]["normal_end"], 1, "{h:#}");
+    assert!((h["history"][0]["credibility"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+
+    for n in nodes {
+        n.stop().await.unwrap();
+    }
+}
