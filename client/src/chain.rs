@@ -37,6 +37,10 @@ pub(crate) mod status {
     }
 }
 
+/// Gas added to every estimate on top of 25 %: one more ERC-20 transfer (a payout that was zero
+/// at estimation time) costs about this much.
+const GAS_HEADROOM: u64 = 30_000;
+
 /// Longest wait for one transaction's receipt.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the receipt is asked for. Short: on a local chain the block is already mined, and
@@ -133,6 +137,20 @@ impl Chain {
         what: &str,
     ) -> anyhow::Result<TransactionReceipt> {
         let tx = tx.with_from(self.me);
+        // The estimate holds for the latest block; what `close` and `topUp` cost depends on the
+        // time they are mined at (a payout that was zero at estimation becomes a transfer), so
+        // leave headroom: running out of gas would be paying for a revert. The estimate is also
+        // the simulation: a call that would revert fails here, before anything is sent.
+        let estimate = self
+            .provider
+            .estimate_gas(tx.clone())
+            .await
+            .map_err(|e| anyhow!("{what}: {}", explain_rpc(&e.to_string())))?;
+        let tx = tx.with_gas_limit(
+            estimate
+                .saturating_add(estimate / 4)
+                .saturating_add(GAS_HEADROOM),
+        );
         let pending = self
             .provider
             .send_transaction(tx)

@@ -46,6 +46,7 @@
 mod recovery;
 pub mod withdraw;
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -265,6 +266,23 @@ impl LeaseFront {
         Ok(())
     }
 
+    /// GPUs that must not be quoted at `now`: those of leases that are open or running (until
+    /// their workload is stopped) and of quotes that can still be opened (their reservation
+    /// may predate a restart of the node, which forgets the desk's in-memory reservations).
+    pub async fn busy_devices(&self, now: u64) -> Result<HashSet<String>, EngineError> {
+        let mut busy = HashSet::new();
+        for rec in self.repo.in_states(&ACTIVE).await? {
+            busy.extend(rec.spec.gpus);
+        }
+        let now = U256::from(now);
+        for rec in self.repo.in_states(&[State::Quoted]).await? {
+            if rec.quote.expiry > now {
+                busy.extend(rec.spec.gpus);
+            }
+        }
+        Ok(busy)
+    }
+
     /// The answer to `Opened`: Ack for a lease this host quoted, and a nudge to the engine.
     pub async fn opened(&self, lease: B256) -> LeaseResponse {
         match self.repo.get(lease).await {
@@ -360,7 +378,11 @@ pub async fn start(
     let (watcher, watcher_handle) = Watcher::new(
         reader.clone(),
         repo.pool().clone(),
-        WatcherConfig::new(chain.chain_id, chain.escrow, host),
+        WatcherConfig {
+            // Nothing of this escrow's can be older than its deployment.
+            start_block: chain.deploy_block,
+            ..WatcherConfig::new(chain.chain_id, chain.escrow, host)
+        },
         events_tx,
     );
     tasks.spawn(watcher.run(cancel.clone()));

@@ -16,12 +16,15 @@
 //! host wallet comes from the environment or an encrypted keystore ([`wallet`]). The local HTTP
 //! API ([`api`]) serves the node's status, leases, earnings and metrics, and lets the operator
 //! pause offers and withdraw (`node/view.rs` implements its `NodeView` over the live handles).
+//! With an RPC the node also indexes every host's escrow events ([`scores`]) and serves
+//! reliability scores from them (`GET /reliability`, `GET /hosts/{address}`).
 //!
 //! Code map: `config/` (layered settings and the example file), `identity.rs`, `gpu/` (probe
 //! trait, selection, NVML driver), `offers.rs` + `offers/control.rs` (building, sequence
 //! numbers, announcer, pause/resume), `store.rs` (SQLite, migrations in `node/migrations`),
 //! `quote.rs`, `lease/`, `chain/`, `engine.rs` + `engine/` (worker, recovery, withdrawals),
-//! `earnings.rs`, `runtime/`, `wallet.rs`, `api/`, `secret_file.rs`, `node.rs` + `node/view.rs`
+//! `earnings.rs`, `runtime/`, `wallet.rs`, `api/`, `scores.rs` (reliability index task;
+//! `scores_mock.rs` scripts an RPC for its tests), `secret_file.rs`, `node.rs` + `node/view.rs`
 //! (start-up, shutdown, the API's view). The binary: `main.rs`, `cmd/` (keystore subcommands,
 //! host wallet resolution, terminal prompts).
 //!
@@ -44,6 +47,7 @@ pub mod persist;
 pub mod quote;
 pub mod receipts;
 pub mod runtime;
+pub mod scores;
 pub mod secret_file;
 pub mod store;
 pub mod wallet;

@@ -2,11 +2,11 @@
 //!
 //! Up: identity → workload runtime (with the lease engine; Docker is checked here, before
 //! anything else starts) → store (warm book) → GPU inventory → offers → p2p → lease engine →
-//! listen addresses announced → local API (`api http://…`) → first offer round (unless an
-//! operator paused the offers) → `ready` → background tasks (p2p event loop, store task, quote
-//! desk, announcer, bootstrap book sync).
+//! reliability index task (with the engine) → listen addresses announced → local API
+//! (`api http://…`) → first offer round (unless an operator paused the offers) → `ready` →
+//! background tasks (p2p event loop, store task, quote desk, announcer, bootstrap book sync).
 //!
-//! Down, on the shutdown token: the API stops; the announcer withdraws this host's offers and
+//! Down, on the shutdown token: the API and the reliability index stop; the announcer withdraws this host's offers and
 //! the lease engine withdraws accrued earnings (one `withdrawMany`, bounded by
 //! [`EARNINGS_WITHDRAW_TIMEOUT`]) while the network is still up; then the p2p loop and the
 //! engine stop, the store task writes what is left, and the database is closed.
@@ -38,6 +38,7 @@ use crate::persist;
 use crate::quote::{self, QuoteDesk};
 use crate::receipts::{self, ReceiptDesk, ReceiptSink};
 use crate::runtime::{self, RuntimeError, RuntimeKind};
+use crate::scores::{self, ScoreIndex};
 use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for offer withdrawals to be handed to the network.
@@ -82,6 +83,9 @@ pub enum NodeError {
     /// The workload runtime is unusable (Docker unreachable, …).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The reliability index's database could not be opened.
+    #[error("reliability index: {0}")]
+    Scores(#[from] gpuflow_reliability::IndexerError),
     /// The lease database could not be opened (for the API).
     #[error(transparent)]
     Leases(#[from] RepoError),
@@ -201,9 +205,11 @@ pub async fn run(
     tasks.spawn(persist::run(store.clone(), client.clone(), events));
     // Ends by itself when the event loop stops (it holds the sending side of `lease_requests`).
     let lease_requests = client.serve_leases().await?;
-    let desk =
-        QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans).with_runtime(config.runtime);
+    let desk = QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans)
+        .with_runtime(config.runtime)
+        .with_quote_ttl(config.offers.quote_ttl_secs);
     // The lease engine needs the chain; without an RPC the node only quotes.
+    let rpc_url = engine.as_ref().map(|e| e.rpc_url.to_string());
     let parts = match (engine, runtime) {
         (Some(e), Some(rt)) => {
             Some(engine::start(&config, &wallet, e, rt, &mut tasks, &p2p_stop).await?)
@@ -211,6 +217,20 @@ pub async fn run(
         _ => None,
     };
     let front = parts.as_ref().map(|p| p.front.clone());
+    // With the chain, every host's escrow events are indexed for reliability scores.
+    let score_index = match (&parts, &rpc_url) {
+        (Some(_), Some(url)) => Some(
+            scores::start(
+                &config,
+                wallet.address(),
+                url,
+                &mut tasks,
+                shutdown.child_token(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     // Renter-signed receipts are kept (and published with the offers) when the engine runs.
     let receipt_desk = match &parts {
         Some(_) => {
@@ -255,7 +275,7 @@ pub async fn run(
             token: config.chain.token,
             decimals: config.chain.token_decimals,
         };
-        let api_task = start_api(&config, addr, host_view, api_stop.clone()).await?;
+        let api_task = start_api(&config, addr, host_view, score_index, api_stop.clone()).await?;
         tasks.spawn(api_task);
     }
 
@@ -339,6 +359,7 @@ async fn start_api(
     config: &Config,
     addr: SocketAddr,
     host_view: view::HostView,
+    scores: Option<ScoreIndex>,
     stop: CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, NodeError> {
     let token = api::load_or_create_token(&config.data_dir)?;
@@ -355,7 +376,10 @@ async fn start_api(
         allow_any_host: !local.ip().is_loopback(),
         ..ApiLimits::default()
     };
-    let state = ApiState::new(Arc::new(host_view), leases, token).with_limits(limits);
+    let mut state = ApiState::new(Arc::new(host_view), leases, token).with_limits(limits);
+    if let Some(index) = scores {
+        state = state.with_scores(index);
+    }
     write_atomic(&config.api_addr_path(), &format!("{local}\n")).map_err(|e| *e)?;
     println!("api http://{local}");
     flush_stdout();

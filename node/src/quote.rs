@@ -28,7 +28,7 @@
 //! `Status` and `Opened` requests are answered by the lease engine ([`crate::engine::LeaseFront`])
 //! when the node has a chain connection, else `unsupported`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::{Address, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -172,6 +172,9 @@ pub enum QuoteError {
     /// The host wallet could not sign.
     #[error("host wallet could not sign the quote: {0}")]
     Sign(#[source] alloy::signers::Error),
+    /// The lease table (which GPUs are leased) could not be read.
+    #[error("the host cannot check which GPUs are leased ({0}); try again")]
+    Leases(String),
 }
 
 impl QuoteError {
@@ -180,7 +183,7 @@ impl QuoteError {
         match self {
             Self::UnknownOffer { .. } => code::UNKNOWN_OFFER,
             Self::NoCapacity { .. } => code::NO_CAPACITY,
-            Self::Sign(_) => code::INTERNAL,
+            Self::Sign(_) | Self::Leases(_) => code::INTERNAL,
             Self::ZeroRenter
             | Self::Duration { .. }
             | Self::Gpus { .. }
@@ -242,6 +245,14 @@ impl QuoteDesk {
         }
     }
 
+    /// Quotes expire (and their GPU reservations end) `secs` after they are issued (default
+    /// [`RESERVATION_SECS`]).
+    #[must_use]
+    pub fn with_quote_ttl(mut self, secs: u64) -> Self {
+        self.reservation_secs = secs;
+        self
+    }
+
     /// Builds lease specs for `runtime` (default: [`RuntimeKind::Process`], the node's default
     /// runtime). A Docker host must set this, or template commands are left out of its specs.
     #[must_use]
@@ -287,9 +298,22 @@ impl QuoteDesk {
             .sum()
     }
 
-    /// Checks `req`, reserves its GPUs until `now + RESERVATION_SECS` and returns the signed
+    /// Checks `req`, reserves its GPUs until `now` + the quote lifetime and returns the signed
     /// quote. `now` is unix seconds.
     pub fn quote(&mut self, req: &QuoteRequest, now: u64) -> Result<SignedQuote, QuoteError> {
+        self.quote_around(req, now, &HashSet::new())
+    }
+
+    /// [`QuoteDesk::quote`], also treating `busy` devices as taken: the GPUs of leases that are
+    /// open or running, and of unexpired quotes issued before a restart (the desk's own
+    /// reservations live in memory only). Without this a leased GPU would be quoted again once
+    /// its quote's reservation ended.
+    pub fn quote_around(
+        &mut self,
+        req: &QuoteRequest,
+        now: u64,
+        busy: &HashSet<String>,
+    ) -> Result<SignedQuote, QuoteError> {
         self.reservations.retain(|r| r.until > now);
         let desk_offer = self
             .offers
@@ -308,7 +332,7 @@ impl QuoteDesk {
         let free: Vec<String> = desk_offer
             .devices
             .iter()
-            .filter(|d| !taken.contains(d))
+            .filter(|d| !taken.contains(d) && !busy.contains(*d))
             .cloned()
             .collect();
         let asked = usize::try_from(req.gpus).unwrap_or(usize::MAX);
@@ -325,12 +349,14 @@ impl QuoteDesk {
         let spec_json = canonical_json(&spec);
 
         let until = now.saturating_add(self.reservation_secs);
-        // Strictly increasing in this process; seeded from the clock in microseconds so a
-        // restarted node keeps increasing unless it issued over a million quotes a second.
+        // Strictly increasing in this process; seeded from the wall clock in microseconds so a
+        // restarted node keeps increasing unless it issued over a million quotes a second
+        // (seconds × 10^6 would repeat nonces after a restart within the same second).
         let nonce = self
             .last_nonce
             .saturating_add(1)
-            .max(now.saturating_mul(1_000_000));
+            .max(now.saturating_mul(1_000_000))
+            .max(unix_micros());
         let quote = Quote {
             host: self.wallet.address(),
             renter: req.renter,
@@ -355,6 +381,13 @@ impl QuoteDesk {
             spec: spec_json,
         })
     }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The canonical JSON of a lease spec, whose keccak256 is the quote's `specHash`: serde's
@@ -465,30 +498,32 @@ pub async fn serve(
     }) = inbound.recv().await
     {
         let response = match (request, &front) {
-            (LeaseRequest::Quote(req), _) => match desk.quote(&req, crate::offers::unix_now()) {
-                Ok(q) => {
-                    tracing::info!(target: "lease", %peer, offer = %req.offer_id, gpus = req.gpus,
+            (LeaseRequest::Quote(req), _) => {
+                match quote_with_leases(&mut desk, &req, front.as_ref()).await {
+                    Ok(q) => {
+                        tracing::info!(target: "lease", %peer, offer = %req.offer_id, gpus = req.gpus,
                         renter = %req.renter, reserved_until = q.reserved_until, "quote issued");
-                    match &front {
-                        // A quote the engine would not recognise when opened must not go out.
-                        Some(f) => match f.record_quote(&q, crate::offers::unix_now()).await {
-                            Ok(()) => LeaseResponse::Quote(q),
-                            Err(e) => {
-                                tracing::warn!(target: "lease", error = %e, "quote not stored; refused");
-                                LeaseResponse::error(
-                                    code::INTERNAL,
-                                    "the host could not record the quote; try again",
-                                )
-                            }
-                        },
-                        None => LeaseResponse::Quote(q),
+                        match &front {
+                            // A quote the engine would not recognise when opened must not go out.
+                            Some(f) => match f.record_quote(&q, crate::offers::unix_now()).await {
+                                Ok(()) => LeaseResponse::Quote(q),
+                                Err(e) => {
+                                    tracing::warn!(target: "lease", error = %e, "quote not stored; refused");
+                                    LeaseResponse::error(
+                                        code::INTERNAL,
+                                        "the host could not record the quote; try again",
+                                    )
+                                }
+                            },
+                            None => LeaseResponse::Quote(q),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(target: "lease", %peer, offer = %req.offer_id, error = %e, "quote refused");
+                        e.to_response()
                     }
                 }
-                Err(e) => {
-                    tracing::info!(target: "lease", %peer, offer = %req.offer_id, error = %e, "quote refused");
-                    e.to_response()
-                }
-            },
+            }
             (LeaseRequest::Status { lease_id }, Some(f)) => f.status(lease_id).await,
             (LeaseRequest::Opened { lease_id, tx_hash }, Some(f)) => {
                 tracing::info!(target: "lease", %peer, lease = %lease_id, tx = %tx_hash, "renter reports the lease opened");
@@ -509,6 +544,25 @@ pub async fn serve(
             tracing::debug!(target: "lease", %peer, error = %e, "lease answer not delivered");
         }
     }
+}
+
+/// A quote that also keeps clear of GPUs the lease engine knows are taken (see
+/// [`QuoteDesk::quote_around`]). If the lease table cannot be read, nothing is quoted: a quote
+/// for a leased GPU would be a double booking.
+async fn quote_with_leases(
+    desk: &mut QuoteDesk,
+    req: &QuoteRequest,
+    front: Option<&LeaseFront>,
+) -> Result<SignedQuote, QuoteError> {
+    let now = crate::offers::unix_now();
+    let busy = match front {
+        Some(f) => f
+            .busy_devices(now)
+            .await
+            .map_err(|e| QuoteError::Leases(e.to_string()))?,
+        None => HashSet::new(),
+    };
+    desk.quote_around(req, now, &busy)
 }
 
 #[cfg(test)]

@@ -234,6 +234,33 @@ fn capacity_is_free_again_after_the_reservation_expires() {
 }
 
 #[test]
+fn leased_gpus_are_not_quoted_again_after_their_reservation_ends() {
+    let (desk, _, id) = desk();
+    let mut desk = desk.with_quote_ttl(30);
+    let first = desk.quote(&request(id, 3), NOW).unwrap();
+    assert_eq!(first.reserved_until, NOW + 30);
+    let leased: LeaseSpec = serde_json::from_str(&first.spec).unwrap();
+    let busy: HashSet<String> = leased.gpus.iter().cloned().collect();
+    // The quote's reservation is over, but its lease runs: its GPUs stay taken.
+    let later = NOW + 31;
+    let err = desk
+        .quote_around(&request(id, 2), later, &busy)
+        .unwrap_err();
+    assert!(
+        matches!(err, QuoteError::NoCapacity { free: 1, asked: 2 }),
+        "{err:?}"
+    );
+    let second = desk.quote_around(&request(id, 1), later, &busy).unwrap();
+    let b: LeaseSpec = serde_json::from_str(&second.spec).unwrap();
+    assert!(b.gpus.iter().all(|g| !busy.contains(g)), "{b:?}");
+    // Without the lease, all four are free again.
+    let (desk, _, id) = self::desk();
+    let mut desk = desk.with_quote_ttl(30);
+    desk.quote(&request(id, 3), NOW).unwrap();
+    assert!(desk.quote(&request(id, 4), NOW + 30).is_ok());
+}
+
+#[test]
 fn from_plans_numbers_gpus_across_offers() {
     let host = TestHost::from_seed(42);
     let plans: Vec<OfferPlan> = ["a", "b"]
@@ -252,6 +279,7 @@ fn from_plans_numbers_gpus_across_offers() {
         escrow: Address::repeat_byte(0xee),
         token: Address::repeat_byte(0x70),
         token_decimals: 6,
+        deploy_block: 0,
     };
     let mut desk = QuoteDesk::from_plans(host.wallet, &chain, &plans);
     let q = desk.quote(&request(plans[1].id, 2), NOW).unwrap();

@@ -32,6 +32,31 @@ pub enum ApiError {
     /// A lease id that is not `0x` + 64 hex digits. HTTP 400.
     #[error("lease id {0:?} is malformed; expected 0x followed by 64 hex digits (32 bytes)")]
     InvalidLeaseId(String),
+    /// A host address that is not `0x` + 40 hex digits. HTTP 400.
+    #[error("host address {0:?} is malformed; expected 0x followed by 40 hex digits (a wallet)")]
+    InvalidAddress(String),
+    /// The reliability index has no lease and no registration of this host. HTTP 404.
+    #[error(
+        "the reliability index has no lease and no registration of host {0}; check the \
+         address (a host wallet, not a peer id)"
+    )]
+    HostNotFound(alloy::primitives::Address),
+    /// The reliability index has not caught up with the chain since the node started. HTTP 503.
+    #[error(
+        "the reliability index is still catching up with the chain (indexed block {}, head {}{}); \
+         try again shortly",
+        opt(.block),
+        opt(.head),
+        .error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    IndexSyncing {
+        /// Indexed up to this block.
+        block: Option<u64>,
+        /// The chain head.
+        head: Option<u64>,
+        /// The index's last error.
+        error: Option<String>,
+    },
     /// A query string the route does not understand. HTTP 400.
     #[error("{0}")]
     InvalidQuery(String),
@@ -89,11 +114,15 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::ForbiddenHost(_) => StatusCode::FORBIDDEN,
-            ApiError::InvalidLeaseId(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidLeaseId(_)
+            | ApiError::InvalidAddress(_)
+            | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidBody { status, .. } => *status,
-            ApiError::LeaseNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::LeaseNotFound(_)
+            | ApiError::HostNotFound(_)
+            | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::IndexSyncing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Node(NodeError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Node(NodeError::Conflict(_)) => StatusCode::CONFLICT,
             ApiError::Node(NodeError::Failed { .. })
@@ -110,6 +139,9 @@ impl ApiError {
             ApiError::ForbiddenHost(_) => "forbidden_host",
             ApiError::InvalidLeaseId(_) => "invalid_lease_id",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidAddress(_) => "invalid_address",
+            ApiError::HostNotFound(_) => "host_not_found",
+            ApiError::IndexSyncing { .. } => "index_syncing",
             ApiError::InvalidBody { code, .. } => code,
             ApiError::LeaseNotFound(_) => "lease_not_found",
             ApiError::RouteNotFound { .. } => "not_found",
@@ -146,6 +178,11 @@ impl ApiError {
             message,
         }
     }
+}
+
+/// A block number for a message, `none` when unknown.
+fn opt(n: &Option<u64>) -> String {
+    n.map_or_else(|| "none".to_owned(), |n| n.to_string())
 }
 
 impl IntoResponse for ApiError {

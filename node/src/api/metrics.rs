@@ -18,6 +18,7 @@ use sqlx::sqlite::SqlitePool;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::scores;
 use super::view::{Earnings, NodeError, NodeStatus};
 use crate::lease::{RepoError, State as LeaseState};
 
@@ -33,7 +34,11 @@ pub(crate) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
         Err(NodeError::Unavailable(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let text = render(&leases, &status, earnings.as_ref());
+    let scores = ScoreGauges {
+        score: scores::metrics_score(&s).await,
+        indexed_block: s.scores.as_ref().and_then(|i| i.progress().block),
+    };
+    let text = render(&leases, &status, earnings.as_ref(), &scores);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
@@ -57,6 +62,15 @@ async fn lease_counts(pool: &SqlitePool) -> Result<BTreeMap<String, u64>, RepoEr
     Ok(counts)
 }
 
+/// The reliability gauges: each is left out while unknown (no chain RPC, index not caught up).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ScoreGauges {
+    /// This host's reliability and rank.
+    pub(crate) score: Option<(f64, f64)>,
+    /// The last block the reliability index covers.
+    pub(crate) indexed_block: Option<u64>,
+}
+
 /// The exposition text. Series with an unknown value (chain lag before the first poll,
 /// earnings without a chain) are left out rather than reported as 0, which would look like
 /// "in sync" or "earned nothing".
@@ -64,6 +78,7 @@ pub(crate) fn render(
     leases: &BTreeMap<String, u64>,
     status: &NodeStatus,
     earnings: Option<&Earnings>,
+    scores: &ScoreGauges,
 ) -> String {
     let mut out = String::new();
     family(
@@ -124,6 +139,28 @@ pub(crate) fn render(
             "gpuflow_chain_lag_blocks",
             "Blocks the chain watcher is behind the chain head.",
             plain(lag),
+        );
+    }
+    if let Some((reliability, rank)) = scores.score {
+        family(
+            &mut out,
+            "gpuflow_host_reliability",
+            "This host's reliability score (mean of its Beta posterior, 0..1; a new host 0.6).",
+            std::iter::once((String::new(), reliability.to_string())),
+        );
+        family(
+            &mut out,
+            "gpuflow_host_reliability_rank",
+            "This host's rank score (10th percentile of its Beta posterior, 0..1).",
+            std::iter::once((String::new(), rank.to_string())),
+        );
+    }
+    if let Some(b) = scores.indexed_block {
+        family(
+            &mut out,
+            "gpuflow_indexer_block",
+            "Last block whose escrow events the reliability index holds.",
+            plain(b),
         );
     }
     out

@@ -10,6 +10,8 @@
 //! - Auth (`auth.rs`): POSTs need the bearer token from `<data_dir>/api.token`
 //!   ([`load_or_create_token`]). GETs are read-only and open: on loopback every client is
 //!   already a local user, and what they show is public on chain or on the p2p network.
+//! - Reliability (`scores.rs`): `GET /reliability` and `GET /hosts/{address}` read the node's
+//!   reliability index ([`ScoreIndex`], given with [`ApiState::with_scores`]).
 //! - Every error is JSON `{"error": {"code", "message"}}` ([`ApiError`]), 4xx for anything the
 //!   client got wrong; `GET /openapi.json` describes every route.
 //!
@@ -18,7 +20,8 @@
 //! be allowed past the loopback-only `Host` check with [`ApiLimits::allow_any_host`].
 //!
 //! Code map: `view.rs` (the [`NodeView`] trait and its data), `routes.rs` (route table,
-//! handlers), `auth.rs`, `layers.rs`, `error.rs`, `metrics.rs`, `openapi.rs`, `tests/`.
+//! handlers), `auth.rs`, `layers.rs`, `error.rs`, `metrics.rs`, `openapi.rs`, `scores.rs`,
+//! `tests/`.
 
 mod auth;
 mod error;
@@ -26,6 +29,7 @@ mod layers;
 mod metrics;
 mod openapi;
 mod routes;
+mod scores;
 mod view;
 
 use std::io;
@@ -45,6 +49,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::LeaseRepo;
+use crate::scores::ScoreIndex;
 
 pub use auth::{ApiToken, TOKEN_FILE, TokenError, load_or_create_token};
 pub use error::ApiError;
@@ -99,6 +104,8 @@ impl Default for ApiLimits {
 pub struct ApiState {
     node: Arc<dyn NodeView>,
     leases: LeaseRepo,
+    /// The reliability index; `None` without a chain RPC.
+    scores: Option<ScoreIndex>,
     token: Arc<ApiToken>,
     limits: ApiLimits,
 }
@@ -107,6 +114,7 @@ impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
             .field("leases", &self.leases)
+            .field("scores", &self.scores)
             .field("token", &self.token)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -119,6 +127,7 @@ impl ApiState {
         Self {
             node,
             leases,
+            scores: None,
             token: Arc::new(token),
             limits: ApiLimits::default(),
         }
@@ -128,6 +137,14 @@ impl ApiState {
     #[must_use]
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Serves `GET /reliability` and `GET /hosts/{address}` (and the score gauges) from
+    /// `index`; without it they answer 503.
+    #[must_use]
+    pub fn with_scores(mut self, index: ScoreIndex) -> Self {
+        self.scores = Some(index);
         self
     }
 

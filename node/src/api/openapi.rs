@@ -86,11 +86,36 @@ pub(crate) fn document() -> Value {
     lease["get"]["responses"]["400"] = err("The id is not 0x + 64 hex digits.");
     lease["get"]["responses"]["404"] = err("No such lease on this host.");
     let mut metrics = read(
-        "Prometheus text exposition (gpuflow_leases, gpuflow_earnings_base_units, …).",
+        "Prometheus text exposition (gpuflow_leases, gpuflow_earnings_base_units, \
+         gpuflow_host_reliability, gpuflow_indexer_block, …).",
         json!({ "description": "Metrics.",
                 "content": { "text/plain": { "schema": { "type": "string" } } } }),
     );
     metrics["get"]["responses"]["500"] = err("The lease database could not be read.");
+    let mut reliability = read(
+        "This host's reliability score from the node's index of every escrow event.",
+        ok(
+            "The score, its inputs and the index's progress.",
+            "Reliability",
+        ),
+    );
+    reliability["get"]["responses"]["503"] = err(
+        "No chain RPC, the index has not caught up with the chain yet (`index_syncing`), or \
+         the node did not answer in time.",
+    );
+    let mut host = read(
+        "Any host's lease history and score, as `gpuflow host --json` shows it.",
+        ok("The host's history.", "HostHistory"),
+    );
+    host["get"]["parameters"] = json!([
+        { "name": "address", "in": "path", "required": true,
+          "schema": { "type": "string", "pattern": ADDRESS },
+          "description": "The host's wallet: 0x and 40 hex digits, any case." }
+    ]);
+    host["get"]["responses"]["400"] = err("The address is not 0x + 40 hex digits.");
+    host["get"]["responses"]["404"] =
+        err("The index has no lease and no registration of this host.");
+    host["get"]["responses"]["503"] = reliability["get"]["responses"]["503"].clone();
     let mut health = read(
         "Liveness; answers while the API runs.",
         ok("Alive.", "Health"),
@@ -117,6 +142,8 @@ pub(crate) fn document() -> Value {
             "/leases/{id}": lease,
             "/earnings": read("Accrued, withdrawn and pending earnings.",
                 ok("Earnings.", "Earnings")),
+            "/reliability": reliability,
+            "/hosts/{address}": host,
             "/metrics": metrics,
             "/openapi.json": read("This document.",
                 json!({ "description": "OpenAPI 3.1 document.",
@@ -235,6 +262,111 @@ fn schemas(states: &[&str]) -> Value {
                 "leases": { "type": "array", "items": { "$ref": "#/components/schemas/Lease" } },
                 "truncated": { "type": "boolean",
                                "description": "More leases matched than `limit`." }
+            }
+        },
+        "Amount": { "type": "object", "required": ["base_units", "formatted"],
+            "properties": {
+                "base_units": { "type": "string", "pattern": "^[0-9]+$",
+                                "description": "Token base units, decimal string." },
+                "formatted": { "type": "string", "description": "In whole tokens, exact." } } },
+        "Outcomes": {
+            "type": "object",
+            "required": ["normal_end", "host_closed", "never_started", "cancelled", "running",
+                         "unknown"],
+            "properties": {
+                "normal_end": { "type": "integer", "minimum": 0 },
+                "host_closed": { "type": "integer", "minimum": 0 },
+                "never_started": { "type": "integer", "minimum": 0 },
+                "cancelled": { "type": "integer", "minimum": 0 },
+                "running": { "type": "integer", "minimum": 0 },
+                "unknown": { "type": "integer", "minimum": 0 }
+            }
+        },
+        "IndexProgress": {
+            "type": "object", "required": ["block", "head", "synced", "error"],
+            "properties": {
+                "block": { "type": ["integer", "null"], "minimum": 0,
+                           "description": "Every escrow event up to this block is indexed." },
+                "head": { "type": ["integer", "null"], "minimum": 0,
+                          "description": "The chain head the RPC last reported." },
+                "synced": { "type": "boolean",
+                            "description": "Caught up with the chain once since start." },
+                "error": { "type": ["string", "null"],
+                           "description": "The last indexing error, if the last step failed." }
+            }
+        },
+        "Reliability": {
+            "type": "object",
+            "required": ["host", "at", "reliability", "rank", "alpha", "beta", "evidence",
+                         "leases", "outcomes", "volume", "first_seen", "registered_at", "index"],
+            "properties": {
+                "host": { "type": "string", "pattern": ADDRESS },
+                "at": { "type": "integer", "description": "Unix seconds the score is for." },
+                "reliability": { "type": "number", "description": "α / (α + β); new host 0.6." },
+                "rank": { "type": "number", "description": "10th percentile of Beta(α, β)." },
+                "alpha": { "type": "number" },
+                "beta": { "type": "number" },
+                "evidence": { "type": "number", "description": "Weighted evidence, tokens." },
+                "leases": { "type": "integer", "minimum": 0 },
+                "outcomes": { "$ref": "#/components/schemas/Outcomes" },
+                "volume": { "$ref": "#/components/schemas/Amount" },
+                "first_seen": nullable_int,
+                "registered_at": nullable_int,
+                "index": { "$ref": "#/components/schemas/IndexProgress" }
+            }
+        },
+        "HostLease": {
+            "type": "object",
+            "required": ["lease_id", "renter", "outcome", "paid", "value", "good", "decay",
+                         "credibility", "cap_factor", "weight", "opened_at", "started_at",
+                         "closed_at", "receipts"],
+            "properties": {
+                "lease_id": { "type": "string", "pattern": HEX32 },
+                "renter": { "type": "string", "pattern": ADDRESS },
+                "outcome": { "type": "string", "enum": ["normal_end", "host_closed",
+                    "never_started", "cancelled", "running", "unknown"] },
+                "paid": { "$ref": "#/components/schemas/Amount" },
+                "value": { "$ref": "#/components/schemas/Amount" },
+                "good": { "type": ["number", "null"], "description": "Outcome o, 0..1." },
+                "decay": { "type": "number" },
+                "credibility": { "type": "number" },
+                "cap_factor": { "type": "number" },
+                "weight": { "type": "number" },
+                "opened_at": { "type": "integer" },
+                "started_at": nullable_int,
+                "closed_at": nullable_int,
+                "receipts": { "type": "integer", "minimum": 0 }
+            }
+        },
+        "HostHistory": {
+            "type": "object",
+            "required": ["host", "peer_id", "registered_at", "first_seen", "leases", "outcomes",
+                         "volume", "score", "history", "index", "ignored_receipts", "at"],
+            "properties": {
+                "host": { "type": "string", "pattern": ADDRESS },
+                "peer_id": { "type": ["string", "null"] },
+                "registered_at": nullable_int,
+                "first_seen": nullable_int,
+                "leases": { "type": "integer", "minimum": 0 },
+                "outcomes": { "$ref": "#/components/schemas/Outcomes" },
+                "volume": { "$ref": "#/components/schemas/Amount" },
+                "score": { "type": "object",
+                    "required": ["reliability", "rank", "alpha", "beta", "evidence",
+                                 "prior_mean", "prior_strength", "rank_quantile"],
+                    "properties": {
+                        "reliability": { "type": "number" },
+                        "rank": { "type": "number" },
+                        "alpha": { "type": "number" },
+                        "beta": { "type": "number" },
+                        "evidence": { "type": "number" },
+                        "prior_mean": { "type": "number" },
+                        "prior_strength": { "$ref": "#/components/schemas/Amount" },
+                        "rank_quantile": { "type": "number" } } },
+                "history": { "type": "array",
+                             "items": { "$ref": "#/components/schemas/HostLease" } },
+                "index": { "$ref": "#/components/schemas/IndexProgress" },
+                "ignored_receipts": { "type": "integer", "minimum": 0 },
+                "at": { "type": "integer", "description": "Unix seconds the score is for." }
             }
         },
         "PauseRequest": { "type": "object", "additionalProperties": false,

@@ -24,7 +24,7 @@ use super::ApiState;
 use super::auth::{ApiToken, require_token};
 use super::error::ApiError;
 use super::view::{WithdrawOutcome, decimal_u256};
-use super::{metrics, openapi};
+use super::{metrics, openapi, scores};
 use crate::lease::{LeaseRecord, State as LeaseState};
 use crate::runtime::{PortMapping, RuntimeKind};
 
@@ -97,6 +97,8 @@ pub(crate) fn table() -> Vec<Route> {
         row(Get, "/leases", Open, leases),
         row(Get, "/leases/{id}", Open, lease),
         row(Get, "/earnings", Open, earnings),
+        row(Get, "/reliability", Open, scores::reliability),
+        row(Get, "/hosts/{address}", Open, scores::host),
         row(Get, "/metrics", Open, metrics::metrics),
         row(Get, "/openapi.json", Open, openapi_json),
         row(Post, "/offers/pause", Token, pause),

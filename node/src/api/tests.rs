@@ -19,6 +19,7 @@ use crate::runtime::{PortMapping, RuntimeKind, WorkloadHandle};
 mod fake;
 mod limits;
 mod prom;
+mod scores;
 mod token;
 mod write;
 
@@ -85,6 +86,10 @@ async fn start(limits: ApiLimits) -> Api {
 }
 
 async fn start_with(limits: ApiLimits, node: FakeNode) -> Api {
+    start_full(limits, node, scores::Index::Synced).await
+}
+
+async fn start_full(limits: ApiLimits, node: FakeNode, index: scores::Index) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let repo = LeaseRepo::open(&dir.path().join("node.db")).await.unwrap();
     // A fixed key: the lease ids are the same on every run.
@@ -117,7 +122,10 @@ async fn start_with(limits: ApiLimits, node: FakeNode) -> Api {
 
     let node = Arc::new(node);
     let view: Arc<dyn NodeView> = node.clone();
-    let state = ApiState::new(view, repo, ApiToken::from_text(TOKEN)).with_limits(limits);
+    let mut state = ApiState::new(view, repo, ApiToken::from_text(TOKEN)).with_limits(limits);
+    if let Some(index) = index.open(dir.path()).await {
+        state = state.with_scores(index);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -353,6 +361,8 @@ async fn api_metrics_parse_as_prometheus_text() {
         ("gpuflow_peers", "", "3"),
         ("gpuflow_chain_height", "", "120"),
         ("gpuflow_chain_lag_blocks", "", "2"),
+        ("gpuflow_host_reliability", "", "0.6"),
+        ("gpuflow_indexer_block", "", "1"),
     ];
     for (name, labels, value) in want {
         assert_eq!(
@@ -420,7 +430,10 @@ async fn api_openapi_lists_every_route_with_its_auth() {
 
     // And every route is served: the documented method on the documented path answers 200.
     for r in table() {
-        let path = r.path.replace("{id}", &hex(api.running.id));
+        let path = r
+            .path
+            .replace("{id}", &hex(api.running.id))
+            .replace("{address}", &scores::HOST.to_string());
         let reply = match r.verb {
             Verb::Get => api.get(&path).await,
             Verb::Post => api.post(&path, Some(TOKEN)).await,

@@ -60,6 +60,11 @@ pub struct ConfigArgs {
     /// [default: the deployment file's, else 6]
     #[arg(long)]
     pub token_decimals: Option<u8>,
+    /// Block the escrow was deployed in; the reliability index starts there.
+    /// [file: chain.deploy_block] [env: GPUFLOW_DEPLOY_BLOCK]
+    /// [default: the deployment file's `deployBlock`, else 0]
+    #[arg(long, value_name = "BLOCK")]
+    pub deploy_block: Option<u64>,
     /// ISO 3166-1 alpha-2 country code, e.g. DE. [file: machine.region] [env: GPUFLOW_REGION]
     /// (required)
     #[arg(long)]
@@ -95,6 +100,10 @@ pub struct ConfigArgs {
     /// [env: GPUFLOW_MAX_DURATION_SECS] [default: 604800]
     #[arg(long)]
     pub max_duration_secs: Option<u64>,
+    /// How long a quote can be opened and its GPUs stay reserved for it, seconds.
+    /// [file: offers.quote_ttl_secs] [env: GPUFLOW_QUOTE_TTL_SECS] [default: 300]
+    #[arg(long)]
+    pub quote_ttl_secs: Option<u64>,
     /// Template or image offered; repeat for several. [file: offers.templates]
     /// [env: GPUFLOW_TEMPLATES, comma-separated] [default: none]
     #[arg(long = "template", value_name = "NAME")]
@@ -171,6 +180,7 @@ impl ConfigArgs {
                 escrow: self.escrow,
                 token: self.token,
                 token_decimals: self.token_decimals,
+                deploy_block: self.deploy_block,
             },
             machine: MachineLayer {
                 region: self.region.clone(),
@@ -184,6 +194,7 @@ impl ConfigArgs {
                 ttl_secs: self.offer_ttl_secs,
                 min_duration_secs: self.min_duration_secs,
                 max_duration_secs: self.max_duration_secs,
+                quote_ttl_secs: self.quote_ttl_secs,
                 templates: non_empty(&self.templates),
                 withdraw_on_shutdown: self.withdraw_on_shutdown,
             },

@@ -46,6 +46,8 @@ bootstrap = []
 # escrow = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"     # GPUFLOW_ESCROW, --escrow
 # token = "0x5FbDB2315678afecb367f032d93F642f64180aa3"      # GPUFLOW_TOKEN, --token
 # token_decimals = 6                                       # GPUFLOW_TOKEN_DECIMALS; default 6
+# Where the reliability index starts; default: the deployment file's deployBlock, else 0.
+# deploy_block = 0                                         # GPUFLOW_DEPLOY_BLOCK, --deploy-block
 
 [machine]
 # What comes with the GPUs, split between offers by GPU count.
@@ -60,6 +62,7 @@ inet_down_mbps = 100     # GPUFLOW_INET_DOWN_MBPS, --inet-down-mbps
 ttl_secs = 600                 # offer lifetime; re-announced at half. --offer-ttl-secs
 min_duration_secs = 60         # shortest lease. --min-duration-secs
 max_duration_secs = 604800     # longest lease (7 days). --max-duration-secs
+quote_ttl_secs = 300           # a quote can be opened (and holds its GPUs) this long. --quote-ttl-secs
 templates = ["pytorch"]        # GPUFLOW_TEMPLATES, --template (repeat)
 withdraw_on_shutdown = true    # withdraw offers when the node stops
 

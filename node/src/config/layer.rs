@@ -80,6 +80,8 @@ pub struct ChainLayer {
     pub token: Option<Address>,
     /// Payment token decimals.
     pub token_decimals: Option<u8>,
+    /// Block the escrow was deployed in (where the reliability index starts).
+    pub deploy_block: Option<u64>,
 }
 
 /// `[machine]`: what comes with the GPUs.
@@ -110,6 +112,8 @@ pub struct OffersLayer {
     pub min_duration_secs: Option<u64>,
     /// Longest lease, seconds.
     pub max_duration_secs: Option<u64>,
+    /// Quote lifetime (and GPU reservation), seconds.
+    pub quote_ttl_secs: Option<u64>,
     /// Templates or images offered.
     pub templates: Option<Vec<String>>,
     /// Whether to withdraw this host's offers when the node stops.
@@ -146,11 +150,13 @@ impl ConfigLayer {
     pub fn over(mut self, low: Self) -> Self {
         overlay!(self, low; data_dir, identity_key, listen, bootstrap, pricing);
         overlay!(self.wallet, low.wallet; address, keystore, password_file);
-        overlay!(self.chain, low.chain; deployment, chain_id, escrow, token, token_decimals);
+        overlay!(self.chain, low.chain;
+            deployment, chain_id, escrow, token, token_decimals, deploy_block);
         overlay!(self.machine, low.machine;
             region, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps);
         overlay!(self.offers, low.offers;
-            ttl_secs, min_duration_secs, max_duration_secs, templates, withdraw_on_shutdown);
+            ttl_secs, min_duration_secs, max_duration_secs, quote_ttl_secs, templates,
+            withdraw_on_shutdown);
         overlay!(self.gpu, low.gpu; detection, declared);
         overlay!(self.api, low.api; addr);
         overlay!(self.runtime, low.runtime; kind);
@@ -180,6 +186,7 @@ impl ConfigLayer {
                 escrow: parse.value("GPUFLOW_ESCROW")?,
                 token: parse.value("GPUFLOW_TOKEN")?,
                 token_decimals: parse.value("GPUFLOW_TOKEN_DECIMALS")?,
+                deploy_block: parse.value("GPUFLOW_DEPLOY_BLOCK")?,
             },
             machine: MachineLayer {
                 region: parse.get("GPUFLOW_REGION"),
@@ -193,6 +200,7 @@ impl ConfigLayer {
                 ttl_secs: parse.value("GPUFLOW_OFFER_TTL_SECS")?,
                 min_duration_secs: parse.value("GPUFLOW_MIN_DURATION_SECS")?,
                 max_duration_secs: parse.value("GPUFLOW_MAX_DURATION_SECS")?,
+                quote_ttl_secs: parse.value("GPUFLOW_QUOTE_TTL_SECS")?,
                 templates: parse.list("GPUFLOW_TEMPLATES"),
                 withdraw_on_shutdown: parse.value("GPUFLOW_WITHDRAW_ON_SHUTDOWN")?,
             },

@@ -35,6 +35,10 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub const DEFAULT_OFFER_TTL_SECS: u64 = 600;
 /// Shortest TTL accepted: shorter ones would flood the network with re-announcements.
 pub const MIN_OFFER_TTL_SECS: u64 = 10;
+/// Shortest quote lifetime: the renter must approve and `open` within it.
+pub const MIN_QUOTE_TTL_SECS: u64 = 5;
+/// Longest quote lifetime: GPUs held for a renter who never opens are idle this long.
+pub const MAX_QUOTE_TTL_SECS: u64 = 3600;
 
 /// The node's complete, checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +86,9 @@ pub struct ChainConfig {
     pub token: Address,
     /// Payment token decimals.
     pub token_decimals: u8,
+    /// Block the escrow was deployed in: the reliability index scans from here (0 when
+    /// unknown: slower the first time on a long chain, same result).
+    pub deploy_block: u64,
 }
 
 /// Machine resources offered with the GPUs (shared by all offers, split by GPU count).
@@ -110,6 +117,8 @@ pub struct OfferSettings {
     pub min_duration_secs: u64,
     /// Longest lease, seconds.
     pub max_duration_secs: u64,
+    /// How long a quote can be opened, seconds; its GPUs are reserved exactly that long.
+    pub quote_ttl_secs: u64,
     /// Templates or images offered.
     pub templates: Vec<String>,
     /// Withdraw this host's offers when the node stops.
@@ -206,6 +215,7 @@ struct DeploymentFile {
     escrow: Address,
     token: Address,
     token_decimals: Option<u8>,
+    deploy_block: Option<u64>,
 }
 
 /// Why the configuration is unusable.
@@ -372,6 +382,7 @@ impl Config {
             ttl_secs: o.ttl_secs.unwrap_or(DEFAULT_OFFER_TTL_SECS),
             min_duration_secs: o.min_duration_secs.unwrap_or(60),
             max_duration_secs: o.max_duration_secs.unwrap_or(7 * 86_400),
+            quote_ttl_secs: o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS),
             templates: o.templates.unwrap_or_default(),
             withdraw_on_shutdown: o.withdraw_on_shutdown.unwrap_or(true),
         };
@@ -380,6 +391,12 @@ impl Config {
             return Err(invalid(
                 "offers.ttl_secs",
                 format!("must be {MIN_OFFER_TTL_SECS} to {max_ttl}"),
+            ));
+        }
+        if !(MIN_QUOTE_TTL_SECS..=MAX_QUOTE_TTL_SECS).contains(&offers.quote_ttl_secs) {
+            return Err(invalid(
+                "offers.quote_ttl_secs",
+                format!("must be {MIN_QUOTE_TTL_SECS} to {MAX_QUOTE_TTL_SECS}"),
             ));
         }
         if offers.max_duration_secs == 0 || offers.min_duration_secs > offers.max_duration_secs {
@@ -475,11 +492,16 @@ fn resolve_chain(c: &ChainLayer) -> Result<ChainConfig, ConfigError> {
     if token_decimals > 36 {
         return Err(invalid("chain.token_decimals", "must be at most 36"));
     }
+    let deploy_block = c
+        .deploy_block
+        .or(dep.as_ref().and_then(|d| d.deploy_block))
+        .unwrap_or(0);
     Ok(ChainConfig {
         chain_id,
         escrow,
         token,
         token_decimals,
+        deploy_block,
     })
 }
 

@@ -114,6 +114,23 @@ fn prices_convert_exactly_and_floats_are_refused() {
 }
 
 #[test]
+fn quote_ttl_layers_and_is_bounded() {
+    let c = load(FILE, &[], &[]).unwrap();
+    assert_eq!(c.offers.quote_ttl_secs, crate::quote::RESERVATION_SECS);
+    let c = load(FILE, &[("GPUFLOW_QUOTE_TTL_SECS", "20")], &[]).unwrap();
+    assert_eq!(c.offers.quote_ttl_secs, 20);
+    let c = load(
+        FILE,
+        &[("GPUFLOW_QUOTE_TTL_SECS", "20")],
+        &["--quote-ttl-secs", "45"],
+    )
+    .unwrap();
+    assert_eq!(c.offers.quote_ttl_secs, 45);
+    let err = load(FILE, &[], &["--quote-ttl-secs", "1"]).unwrap_err();
+    assert!(err.to_string().contains("offers.quote_ttl_secs"), "{err}");
+}
+
+#[test]
 fn bad_values_name_their_source() {
     let err = load(FILE, &[("GPUFLOW_CPU_CORES", "many")], &[]).unwrap_err();
     assert!(err.to_string().contains("GPUFLOW_CPU_CORES"), "{err}");
@@ -132,13 +149,25 @@ fn deployment_file_fills_chain_settings_and_explicit_keys_win() {
     std::fs::write(
         &dep,
         r#"{"chainId": 31337, "escrow": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
-            "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "feeBps": 100}"#,
+            "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "feeBps": 100,
+            "deployBlock": 77}"#,
     )
     .unwrap();
     let file = FILE.replace("chain_id = 1\n", "");
     let c = load(&file, &[], &["--deployment", dep.to_str().unwrap()]).unwrap();
     assert_eq!(c.chain.chain_id, 31337);
     assert_eq!(c.chain.token_decimals, 6);
+    assert_eq!(
+        c.chain.deploy_block, 77,
+        "deployBlock from the deployment file"
+    );
+    let c = load(
+        &file,
+        &[("GPUFLOW_DEPLOY_BLOCK", "5")],
+        &["--deployment", dep.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(c.chain.deploy_block, 5, "an explicit deploy block wins");
     assert_eq!(
         c.chain.escrow,
         "0x00000000000000000000000000000000000000ee"

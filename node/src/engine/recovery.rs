@@ -7,6 +7,7 @@
 //! | record | chain | workload | decision |
 //! | --- | --- | --- | --- |
 //! | Running | Running | alive | re-adopt it (same process, same port) |
+//! | Running | Running, deposit used up | gone | leave it; the normal step ends the lease |
 //! | Running | Running | gone | relaunch it; if that fails, end the lease |
 //! | Launching | Running | alive and listening | re-adopt it → Running |
 //! | any | Closed | any | stop the workload; the normal step closes the record |
@@ -19,8 +20,9 @@
 
 use std::collections::HashMap;
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
+use gpuflow_protocol::escrow::GpuFlowEscrow::Lease;
 
 use super::{CHAIN_CLOSED, CHAIN_PENDING, CHAIN_RUNNING, Engine, EngineError, unix_now};
 use crate::lease::{Event, LeaseRecord, State};
@@ -106,6 +108,11 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                     .map(|p| p.host);
                 tracing::info!(target: "lease", lease = %id, ?port, decision = "readopt", "recovery: workload re-adopted");
             }
+            (State::Running, CHAIN_RUNNING) if deposit_used_up(&view, now) => {
+                // Relaunching a workload nobody pays for any more would serve for free until
+                // the first tick: the normal step ends the lease instead.
+                tracing::info!(target: "lease", lease = %id, decision = "end_depleted", "recovery: workload gone and the deposit used up while the node was down; not relaunching it");
+            }
             (State::Running, CHAIN_RUNNING) => {
                 tracing::warn!(target: "lease", lease = %id, decision = "relaunch", "recovery: workload gone while the lease runs; relaunching it");
                 if let Err(e) = self.launch(&rec).await {
@@ -155,4 +162,12 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         }
         Ok(())
     }
+}
+
+/// Whether the running lease's deposit is used up at `now` (unix seconds): the same test the
+/// normal step ends a lease on.
+fn deposit_used_up(view: &Lease, now: u64) -> bool {
+    let since = u64::try_from(view.since).unwrap_or(u64::MAX);
+    let owed = U256::from(view.pricePerSecond) * U256::from(now.saturating_sub(since));
+    owed >= U256::from(view.deposit)
 }

@@ -28,6 +28,7 @@ fn config() -> Config {
             escrow: Address::repeat_byte(0xee),
             token: Address::repeat_byte(0x70),
             token_decimals: 6,
+            deploy_block: 0,
         },
         machine: MachineConfig {
             region: "DE".into(),
@@ -41,6 +42,7 @@ fn config() -> Config {
             ttl_secs: 600,
             min_duration_secs: 60,
             max_duration_secs: 86_400,
+            quote_ttl_secs: 300,
             templates: vec!["pytorch".into()],
             withdraw_on_shutdown: true,
         },
