@@ -105,7 +105,9 @@ trap 'cleanup; exit 143' TERM
 trap cleanup EXIT
 
 echo "starting anvil on $rpc, chain id $chain_id (log: $state_dir/anvil.log)"
-"$tools/anvil" --port "$port" --host 127.0.0.1 --chain-id "$chain_id" \
+# Own session (setsid): a Ctrl-C in the terminal reaches only this script, whose clean-up stops
+# the nodes first (they withdraw offers and earnings while the chain is still up), then anvil.
+setsid "$tools/anvil" --port "$port" --host 127.0.0.1 --chain-id "$chain_id" \
   >"$state_dir/anvil.log" 2>&1 &
 anvil_pid=$!
 for _ in $(seq 1 100); do
@@ -204,7 +206,8 @@ write_config() {
 # Starts host $1 with wallet key $2 and waits for its `ready` line.
 start_host() {
   local name="$1" key="$2" dir="$state_dir/$1" pid
-  GPUFLOW_HOST_PRIVATE_KEY="$key" GPUFLOW_RPC_URL="$rpc" "$bin/gpuflow-node" run \
+  # Own session, like anvil: the clean-up stops it before the chain goes away.
+  GPUFLOW_HOST_PRIVATE_KEY="$key" GPUFLOW_RPC_URL="$rpc" setsid "$bin/gpuflow-node" run \
     --config "$state_dir/$name.toml" >"$dir/node.out" 2>"$dir/node.log" &
   pid=$!
   node_pids+=("$pid")

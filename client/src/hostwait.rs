@@ -37,15 +37,20 @@ pub(crate) struct Reached {
     pub(crate) host: String,
     /// Published ports; container port 22 is SSH.
     pub(crate) ports: Vec<PortMap>,
+    /// The SSH login the host names (`None`: an older host; Docker containers log in as root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
 }
 
 impl Reached {
-    /// `ssh -p PORT root@HOST` when container port 22 is published.
+    /// `ssh -p PORT USER@HOST` when container port 22 is published (`root` when the host
+    /// names no user).
     pub(crate) fn ssh_command(&self) -> Option<String> {
+        let user = self.user.as_deref().unwrap_or("root");
         self.ports
             .iter()
             .find(|p| p.container == SSH_PORT)
-            .map(|p| format!("ssh -p {} root@{}", p.host, self.host))
+            .map(|p| format!("ssh -p {} {user}@{}", p.host, self.host))
     }
 
     /// One line per way in: the SSH command, then every other port with a curl line.
@@ -98,6 +103,7 @@ pub(crate) async fn until_running(
                     return Ok(Reached {
                         host,
                         ports: s.ports,
+                        user: s.user,
                     });
                 }
                 if DEAD.contains(&s.state.as_str()) {
@@ -166,17 +172,26 @@ mod tests {
                     host: 40_888,
                 },
             ],
+            user: None,
         };
         assert_eq!(r.ssh_command().unwrap(), "ssh -p 40022 root@10.0.0.5");
         let text = r.describe();
         assert!(text.contains("ssh -p 40022 root@10.0.0.5"), "{text}");
         assert!(text.contains("curl http://10.0.0.5:40888/"), "{text}");
+        // The host names the login (a process-runtime host: its own OS user).
+        let as_user = Reached {
+            user: Some("gpu".into()),
+            ..r
+        };
+        assert_eq!(as_user.ssh_command().unwrap(), "ssh -p 40022 gpu@10.0.0.5");
+        assert!(as_user.describe().contains("ssh -p 40022 gpu@10.0.0.5"));
         let process = Reached {
             host: "127.0.0.1".into(),
             ports: vec![PortMap {
                 container: 41_000,
                 host: 41_000,
             }],
+            user: None,
         };
         assert_eq!(process.ssh_command(), None);
         assert!(process.describe().contains("curl http://127.0.0.1:41000/"));

@@ -18,8 +18,9 @@
 //!   (`--runtime docker|process`, [`crate::runtime::AnyRuntime`]). Docker runs the spec's image.
 //!   The process runtime cannot run images, so a spec naming one (the quote desk always sets the
 //!   template or image the renter asked for) or naming no command runs [`default_command`]
-//!   (`python3 -m http.server $PORT`) instead, a stand-in that lets a renter check the lease end
-//!   to end; a spec with a command and no image runs that command. Once the workload's first
+//!   instead ([`STAND_IN`]: HTTP on `$PORT`, and sshd when port 22 is published), a stand-in
+//!   that lets a renter check the lease end to end; a spec with a command and no image runs
+//!   that command. Once the workload's first
 //!   port accepts TCP connections → `Running`;
 //! - closed on chain (by either party) → the workload is stopped → `Closed`;
 //! - running and the deposit used up (`pricePerSecond * (now - startedAt) >= deposit`, wall
@@ -58,6 +59,7 @@ use alloy::sol_types::Eip712Domain;
 use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{self as escrow_types};
+use gpuflow_protocol::templates::SSH_PORT;
 use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, PortMap, SignedQuote, code};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -107,13 +109,46 @@ const ACTIVE: [State; 6] = [
     State::Stopping,
 ];
 
-/// The workload of a spec without a command under the process runtime: a static HTTP server
-/// on the lease's first port (`$PORT`), so a renter can check the lease end to end.
+/// The stand-in workload of the process runtime (see [`STAND_IN`]).
 pub fn default_command() -> Vec<String> {
-    ["sh", "-c", "exec python3 -m http.server \"$PORT\""]
-        .map(String::from)
-        .to_vec()
+    vec!["sh".to_owned(), "-c".to_owned(), STAND_IN.to_owned()]
 }
+
+/// The process runtime's stand-in for a spec with an image or without a command (it cannot run
+/// images), so a renter can check a lease end to end: an HTTP server on the lease's first port
+/// (`$PORT`; the engine's readiness check connects there) and, when container port 22 is
+/// published (`GPUFLOW_PORT_22`), OpenSSH's `sshd` on its host port, run by the node's own
+/// user with a host key and the renter's `PUBLIC_KEY` in the lease's directory (the working
+/// directory) and the system's sshd config left out (`-f /dev/null`). SSH sessions get the
+/// lease id and the leased GPUs (`SetEnv`). Without sshd, or when it cannot start, the reason
+/// goes to `workload.log` and the lease serves HTTP only. sshd runs in the workload's process
+/// group; its sessions leave it, and the runtime's `stop` ends them too.
+pub const STAND_IN: &str = r#"dir=$PWD
+if [ -n "${GPUFLOW_PORT_22:-}" ]; then
+  sshd=$(command -v sshd 2>/dev/null || true)
+  case $sshd in /*) ;; *) sshd= ;; esac
+  if [ -z "$sshd" ] && [ -x /usr/sbin/sshd ]; then sshd=/usr/sbin/sshd; fi
+  key=$dir/ssh_host_ed25519_key
+  if [ -z "$sshd" ]; then
+    echo "gpuflow: sshd not found (install openssh-server on the host); no SSH, serving HTTP only" >&2
+  elif ! { [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -f "$key" </dev/null >&2; }; then
+    echo "gpuflow: could not make an SSH host key with ssh-keygen; no SSH, serving HTTP only" >&2
+  else
+    printf '%s
+' "${PUBLIC_KEY:-}" > "$dir/authorized_keys"
+    # Privilege separation needs this directory when sshd runs as root.
+    if [ "$(id -u)" = 0 ] && [ ! -d /run/sshd ]; then mkdir -p /run/sshd && chmod 755 /run/sshd; fi
+    set -- -f /dev/null -p "$GPUFLOW_PORT_22" -h "$key"       -o "AuthorizedKeysFile=$dir/authorized_keys" -o PidFile=none -o StrictModes=no       -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no       -o "Subsystem=sftp internal-sftp"       -o "SetEnv=GPUFLOW_LEASE_ID=$GPUFLOW_LEASE_ID CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+    if err=$("$sshd" -t "$@" 2>&1); then
+      "$sshd" -D -e "$@" </dev/null &
+      echo "gpuflow: sshd (pid $!) serving SSH on port $GPUFLOW_PORT_22" >&2
+    else
+      echo "gpuflow: sshd cannot start: $err; no SSH, serving HTTP only" >&2
+    fi
+  fi
+fi
+exec python3 -m http.server "$PORT"
+"#;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -283,6 +318,16 @@ impl LeaseFront {
         Ok(busy)
     }
 
+    /// Whether the quote that becomes `lease` was opened (or has ended): its GPUs are then
+    /// accounted for by [`LeaseFront::busy_devices`], not by the quote's reservation.
+    pub async fn opened_or_done(&self, lease: B256) -> Result<bool, EngineError> {
+        Ok(self
+            .repo
+            .get(lease)
+            .await?
+            .is_some_and(|r| r.state != State::Quoted))
+    }
+
     /// The answer to `Opened`: Ack for a lease this host quoted, and a nudge to the engine.
     pub async fn opened(&self, lease: B256) -> LeaseResponse {
         match self.repo.get(lease).await {
@@ -316,12 +361,22 @@ impl LeaseFront {
                     })
                     .unwrap_or_default();
                 let port = ports.first().map(|p| p.host);
+                // The SSH login: root in a container; the node's own user for a process.
+                let user = rec
+                    .workload
+                    .as_ref()
+                    .filter(|_| ports.iter().any(|p| p.container == SSH_PORT))
+                    .and_then(|w| match w.kind {
+                        RuntimeKind::Docker => Some("root".to_owned()),
+                        RuntimeKind::Process => crate::runtime::process::login_user(),
+                    });
                 LeaseResponse::Status(LeaseStatus {
                     lease_id: lease,
                     state: rec.state.as_str().to_owned(),
                     host: port.map(|_| self.public_host.clone()),
                     port,
                     ports,
+                    user,
                 })
             }
             Ok(None) => unknown(lease),
@@ -806,9 +861,47 @@ mod tests {
     }
 
     #[test]
-    fn default_command_serves_http_on_port() {
+    fn default_command_serves_http_on_port_and_ssh_when_22_is_published() {
         let c = default_command();
-        assert_eq!(c[0], "sh");
-        assert!(c[2].contains("http.server") && c[2].contains("$PORT"));
+        assert_eq!(c[..2], ["sh", "-c"]);
+        let script = &c[2];
+        // HTTP last, replacing the shell, so the workload's pid is the server's.
+        assert!(
+            script
+                .trim_end()
+                .ends_with("exec python3 -m http.server \"$PORT\""),
+            "{script}"
+        );
+        for needle in [
+            "if [ -n \"${GPUFLOW_PORT_22:-}\" ]",
+            "command -v sshd",
+            "/usr/sbin/sshd",
+            "ssh-keygen -q -t ed25519 -N ''",
+            "\"${PUBLIC_KEY:-}\" > \"$dir/authorized_keys\"",
+            "mkdir -p /run/sshd",
+            "-p \"$GPUFLOW_PORT_22\" -h \"$key\"",
+            "AuthorizedKeysFile=$dir/authorized_keys",
+            "-o PidFile=none -o StrictModes=no",
+            "-o PasswordAuthentication=no -o KbdInteractiveAuthentication=no",
+            "SetEnv=GPUFLOW_LEASE_ID=$GPUFLOW_LEASE_ID",
+            "\"$sshd\" -D -e \"$@\" </dev/null &",
+            "install openssh-server",
+            "sshd cannot start",
+        ] {
+            assert!(script.contains(needle), "{needle:?} not in {script}");
+        }
+    }
+
+    #[test]
+    fn stand_in_script_parses_under_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", STAND_IN])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -30,7 +30,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::primitives::{Address, U256, keccak256};
+use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use gpuflow_p2p::{Client, InboundLease};
@@ -43,7 +43,7 @@ use gpuflow_protocol::wire::{
 use tokio::sync::mpsc;
 
 use crate::config::ChainConfig;
-use crate::engine::LeaseFront;
+use crate::engine::{EngineError, LeaseFront};
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 use crate::offers::OfferPlan;
 use crate::runtime::RuntimeKind;
@@ -209,6 +209,8 @@ struct Reservation {
     offer: OfferId,
     devices: Vec<String>,
     until: u64,
+    /// The lease id the quote becomes when opened.
+    lease: B256,
 }
 
 /// Validates quote requests, reserves GPUs and signs quotes. See the module docs for the rules.
@@ -287,6 +289,18 @@ impl QuoteDesk {
     /// The EIP-712 domain quotes are signed under.
     pub fn domain(&self) -> &Eip712Domain {
         &self.domain
+    }
+
+    /// Lease ids of the quotes whose reservations are live (at most one per GPU).
+    pub fn reserved_leases(&self) -> Vec<B256> {
+        self.reservations.iter().map(|r| r.lease).collect()
+    }
+
+    /// Ends the reservation of the quote that became `lease`: once opened, the lease's own
+    /// record holds its GPUs (see [`QuoteDesk::quote_around`]) until it closes, and a closed
+    /// lease holds none — so a renter can rent again right after a short lease.
+    pub fn release(&mut self, lease: B256) {
+        self.reservations.retain(|r| r.lease != lease);
     }
 
     /// GPUs of `offer` held by live reservations at `now`.
@@ -373,6 +387,7 @@ impl QuoteDesk {
             offer: req.offer_id,
             devices,
             until,
+            lease: escrow::lease_id(&quote, &self.domain),
         });
         Ok(SignedQuote {
             quote: quote.into(),
@@ -555,11 +570,16 @@ async fn quote_with_leases(
     front: Option<&LeaseFront>,
 ) -> Result<SignedQuote, QuoteError> {
     let now = crate::offers::unix_now();
+    let leases = |e: EngineError| QuoteError::Leases(e.to_string());
     let busy = match front {
-        Some(f) => f
-            .busy_devices(now)
-            .await
-            .map_err(|e| QuoteError::Leases(e.to_string()))?,
+        Some(f) => {
+            for lease in desk.reserved_leases() {
+                if f.opened_or_done(lease).await.map_err(leases)? {
+                    desk.release(lease);
+                }
+            }
+            f.busy_devices(now).await.map_err(leases)?
+        }
         None => HashSet::new(),
     };
     desk.quote_around(req, now, &busy)

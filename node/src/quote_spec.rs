@@ -7,9 +7,13 @@
 //! - the request's `env` and `ports` come on top (checked here: count, names, reserved names,
 //!   duplicates, port 0), each refusal naming the field.
 //!
-//! Under the process runtime the container command and container port 22 mean nothing (the
-//! workload is a local process, with no sshd): the spec leaves the command empty, so the engine
-//! runs its default workload, and publishes only the app's ports.
+//! Under the process runtime the container command means nothing (the workload is a local
+//! process): the spec leaves the command empty, so the engine runs its stand-in workload
+//! ([`crate::engine::default_command`]: an HTTP server on the first port, and `sshd` on the
+//! port published for container port 22). The engine waits for the *first* port to accept
+//! connections, and the stand-in serves HTTP there, so under the process runtime port 22 is
+//! never first: it moves behind the app's ports, and a spec whose only port would be 22 (the
+//! `pytorch` template) gets [`PROCESS_HTTP_PORT`] in front of it.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,10 @@ use crate::runtime::RuntimeKind;
 /// Longest environment variable name a request may set.
 pub const MAX_ENV_NAME_BYTES: usize = 128;
 
+/// The port put first in a process-runtime spec whose only port is SSH: the stand-in HTTP
+/// server listens there, and the engine's readiness check connects to the first port.
+pub const PROCESS_HTTP_PORT: u16 = 8080;
+
 /// The spec for `req` on the leased `devices`, for a host running `runtime`.
 pub(super) fn build(
     req: &QuoteRequest,
@@ -35,11 +43,7 @@ pub(super) fn build(
     let (image, mut ports, command, mut env) = match templates::find(&req.image_or_template) {
         Some(t) => (
             t.image.to_owned(),
-            t.ports
-                .iter()
-                .copied()
-                .filter(|&p| !(process && p == templates::SSH_PORT))
-                .collect::<Vec<u16>>(),
+            t.ports.to_vec(),
             if process {
                 Vec::new()
             } else {
@@ -63,6 +67,9 @@ pub(super) fn build(
             ports.push(p);
         }
     }
+    if process {
+        http_first(&mut ports);
+    }
     env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok(LeaseSpec {
         gpus: devices,
@@ -73,6 +80,19 @@ pub(super) fn build(
         ports,
         ..LeaseSpec::default()
     })
+}
+
+/// Moves SSH behind the other ports, adding [`PROCESS_HTTP_PORT`] when SSH is the only one,
+/// so the first port is the stand-in's HTTP server (see the module docs).
+fn http_first(ports: &mut Vec<u16>) {
+    let Some(i) = ports.iter().position(|&p| p == templates::SSH_PORT) else {
+        return;
+    };
+    ports.remove(i);
+    if ports.is_empty() {
+        ports.push(PROCESS_HTTP_PORT);
+    }
+    ports.push(templates::SSH_PORT);
 }
 
 fn check_env(env: &BTreeMap<String, String>) -> Result<(), QuoteError> {

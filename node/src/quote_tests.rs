@@ -1,3 +1,4 @@
+use super::spec::PROCESS_HTTP_PORT;
 use super::*;
 use gpuflow_protocol::offer::fixture::TestHost;
 
@@ -53,11 +54,11 @@ fn valid_request_gives_a_quote_signed_by_the_host_wallet() {
     let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
     assert_eq!(spec.gpus, vec!["0".to_owned(), "1".to_owned()]);
     // The template name became its pinned image; the process runtime (the default) gets no
-    // container command and no SSH port.
+    // container command, and its stand-in HTTP port ahead of SSH.
     let pytorch = gpuflow_protocol::templates::find("pytorch").unwrap();
     assert_eq!(spec.image.as_deref(), Some(pytorch.image));
     assert!(spec.command.is_empty());
-    assert!(spec.ports.is_empty());
+    assert_eq!(spec.ports, vec![PROCESS_HTTP_PORT, 22]);
     assert_eq!(spec.ssh_public_key.as_deref(), Some(KEY));
     assert_eq!(desk.reserved(id, NOW), 2);
 }
@@ -393,21 +394,41 @@ fn templates_expand_into_image_ports_and_command_for_docker() {
 }
 
 #[test]
-fn process_runtime_specs_publish_the_app_port_without_ssh_or_command() {
-    let (mut desk, _, id) = desk();
-    if let Some(o) = desk.offers.get_mut(&id) {
-        o.offer.templates = vec!["jupyter".into()];
-    }
+fn process_runtime_specs_keep_ssh_behind_the_http_port_and_no_command() {
+    // A fresh desk per request: each quote reserves a GPU.
+    let spec_of = |req: &QuoteRequest| -> LeaseSpec {
+        let (mut desk, _, id) = desk();
+        if let Some(o) = desk.offers.get_mut(&id) {
+            o.offer.templates = vec!["jupyter".into(), "pytorch".into(), "ubuntu:24.04".into()];
+        }
+        serde_json::from_str(&desk.quote(req, NOW).unwrap().spec).unwrap()
+    };
+    let (_, _, id) = desk();
     let mut req = request(id, 1);
     req.image_or_template = "jupyter".into();
     req.ports = vec![22];
-    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    let spec = spec_of(&req);
     assert!(
         spec.command.is_empty(),
         "the engine runs its default workload"
     );
-    // Template port 22 is dropped; a port the renter asks for is theirs to use.
+    // The app's port stays first (the stand-in serves HTTP there); SSH comes after it.
     assert_eq!(spec.ports, vec![8888, 22]);
+
+    // SSH is the template's only port: the stand-in's HTTP port goes in front.
+    req.image_or_template = "pytorch".into();
+    req.ports.clear();
+    assert_eq!(spec_of(&req).ports, vec![PROCESS_HTTP_PORT, 22]);
+    // A port of the renter's own is first instead, and 22 is not published twice.
+    req.ports = vec![9000, 22];
+    assert_eq!(spec_of(&req).ports, vec![9000, 22]);
+    // The same for a plain image asked to publish only 22.
+    req.image_or_template = "ubuntu:24.04".into();
+    req.ports = vec![22];
+    assert_eq!(spec_of(&req).ports, vec![PROCESS_HTTP_PORT, 22]);
+    // No SSH asked for: nothing is added.
+    req.ports = vec![7000];
+    assert_eq!(spec_of(&req).ports, vec![7000]);
 }
 
 #[test]
@@ -471,4 +492,17 @@ fn bad_env_and_ports_are_refused_naming_the_field() {
         assert_eq!(err.code(), code::INVALID_REQUEST);
     }
     assert_eq!(desk.reserved(id, NOW), 0);
+}
+
+#[test]
+fn released_reservations_free_their_gpus_before_the_quote_expires() {
+    let (mut desk, _, id) = desk();
+    let q = desk.quote(&request(id, 4), NOW).unwrap();
+    let lease = escrow::lease_id(&Quote::from(q.quote), desk.domain());
+    assert_eq!(desk.reserved_leases(), vec![lease]);
+    assert!(desk.quote(&request(id, 1), NOW + 1).is_err());
+    // The quote was opened and its lease ended: the GPUs are free at once.
+    desk.release(lease);
+    assert!(desk.reserved_leases().is_empty());
+    assert!(desk.quote(&request(id, 4), NOW + 2).is_ok());
 }

@@ -1,6 +1,6 @@
 //! A private anvil chain with the GPUFlow contracts deployed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, U256};
@@ -13,6 +13,10 @@ use gpuflow_protocol::escrow::{GpuFlowEscrow, MockStablecoin};
 pub const FEE_BPS: u16 = 100;
 /// Seconds a host has to `start` an opened lease in the test deployment.
 pub const ACCEPT_TIMEOUT: u64 = 600;
+/// The anvil account whose key host nodes sign with by default.
+pub const HOST: usize = 1;
+/// The anvil account renters pay from.
+pub const RENTER: usize = 2;
 
 /// Where the pinned anvil lives: `GPUFLOW_ANVIL`, else the npm-installed one in `contracts/`.
 pub fn anvil_path() -> anyhow::Result<PathBuf> {
@@ -50,6 +54,18 @@ impl TestChain {
         let anvil = Anvil::at(anvil_path()?)
             .try_spawn()
             .context("starting anvil")?;
+        Self::deploy(anvil).await
+    }
+
+    /// Starts anvil on `port` keeping its state in `state` (see [`anvil_with_state`]) and
+    /// deploys the contracts, so the chain can be stopped with [`TestChain::stop`] and started
+    /// again with [`TestChain::restart`].
+    pub async fn start_with_state(port: u16, state: &Path) -> anyhow::Result<Self> {
+        Self::deploy(anvil_with_state(port, state)?).await
+    }
+
+    /// Deploys the token and the escrow on `anvil` (account 0 deploys).
+    async fn deploy(anvil: AnvilInstance) -> anyhow::Result<Self> {
         let deployer = ProviderBuilder::new()
             .wallet(signer_of(&anvil, 0))
             .connect_http(anvil.endpoint_url())
@@ -76,6 +92,19 @@ impl TestChain {
             guardian,
             anvil,
         })
+    }
+
+    /// Stops anvil with SIGTERM (an anvil started with a state file writes it) and waits for
+    /// it to exit: an RPC outage. Nothing answers until [`TestChain::restart`].
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        stop_anvil(&mut self.anvil)
+    }
+
+    /// Starts anvil again on `port` from its state file `state` (the chain must have been
+    /// started with [`TestChain::start_with_state`] on them): the same chain, same contracts.
+    pub fn restart(&mut self, port: u16, state: &Path) -> anyhow::Result<()> {
+        self.anvil = anvil_with_state(port, state)?;
+        Ok(())
     }
 
     /// The chain id anvil reports (31337).
@@ -120,6 +149,27 @@ impl TestChain {
         Ok(())
     }
 
+    /// Mines `n` empty blocks (e.g. so a watcher's confirmation depth covers what came before).
+    pub async fn mine(&self, n: u64) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .provider(0)
+            .raw_request("anvil_mine".into(), (n,))
+            .await?;
+        Ok(())
+    }
+
+    /// Mines one empty block `secs` after the latest one.
+    pub async fn advance(&self, secs: u64) -> anyhow::Result<()> {
+        let t = self.now().await? + secs;
+        self.set_next_timestamp(t).await?;
+        self.mine(1).await
+    }
+
+    /// The latest block number.
+    pub async fn head(&self) -> anyhow::Result<u64> {
+        Ok(self.provider(0).get_block_number().await?)
+    }
+
     /// Timestamp of the latest block.
     pub async fn now(&self) -> anyhow::Result<u64> {
         let p = self.provider(0);
@@ -129,6 +179,36 @@ impl TestChain {
             .context("anvil returned no latest block")?;
         Ok(block.header.timestamp)
     }
+}
+
+/// Anvil on `port` with its state in `state`: loaded if the file exists, written when anvil is
+/// stopped with SIGTERM ([`stop_anvil`]).
+pub fn anvil_with_state(port: u16, state: &Path) -> anyhow::Result<AnvilInstance> {
+    Anvil::at(anvil_path()?)
+        .port(port)
+        .args(["--state".into(), state.display().to_string()])
+        .try_spawn()
+        .context("starting anvil with a state file")
+}
+
+/// Stops anvil with SIGTERM (so it writes its state file) and waits for it to exit.
+pub fn stop_anvil(anvil: &mut AnvilInstance) -> anyhow::Result<()> {
+    let pid = i32::try_from(anvil.child().id()).context("anvil pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .context("sending SIGTERM to anvil")?;
+    anvil.child_mut().wait().context("waiting for anvil")?;
+    Ok(())
+}
+
+/// A TCP port nothing listens on right now (the OS picks it; another process could take it
+/// before it is used, which a test then reports as a failed start).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn signer_of(anvil: &AnvilInstance, idx: usize) -> PrivateKeySigner {

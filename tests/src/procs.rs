@@ -17,14 +17,13 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Longest a node may take from spawn to `ready`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest one CLI invocation may take before the test fails.
-pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a node may take to stop after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -109,8 +108,8 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// A command for `name` with a clean environment rooted at `home`.
-fn command(name: &str, home: &Path) -> anyhow::Result<Command> {
+/// A command for `name` with a clean environment rooted at `home` (killed when dropped).
+pub fn command(name: &str, home: &Path) -> anyhow::Result<Command> {
     let mut cmd = Command::new(bin(name)?);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -131,6 +130,12 @@ pub struct NodeSpec {
     pub bootstrap: Vec<String>,
     /// Hex private key of the host wallet (for `GPUFLOW_HOST_PRIVATE_KEY`).
     pub wallet_key: String,
+    /// The escrow contract (a placeholder unless the node runs against a [`TestChain`]).
+    ///
+    /// [`TestChain`]: crate::chain::TestChain
+    pub escrow: Address,
+    /// The stablecoin contract (a placeholder, like `escrow`).
+    pub token: Address,
 }
 
 impl NodeSpec {
@@ -141,6 +146,8 @@ impl NodeSpec {
             region: "DE".into(),
             bootstrap: Vec::new(),
             wallet_key: format!("0x{}", "11".repeat(32)),
+            escrow: Address::repeat_byte(0xee),
+            token: Address::repeat_byte(0x70),
         }
     }
 
@@ -149,14 +156,14 @@ impl NodeSpec {
     pub fn toml(&self, data_dir: &Path) -> String {
         let mut s = format!(
             "data_dir = {:?}\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = {:?}\n\
-             [chain]\nchain_id = 31337\nescrow = \"0x{}\"\ntoken = \"0x{}\"\ntoken_decimals = 6\n\
+             [chain]\nchain_id = 31337\nescrow = \"{:#x}\"\ntoken = \"{:#x}\"\ntoken_decimals = 6\n\
              [machine]\nregion = {:?}\ncpu_cores = 16\nram_mib = 65536\n\
              [offers]\ntemplates = [\"pytorch\"]\n[gpu]\ndetection = \"declared\"\n\
              [api]\naddr = \"127.0.0.1:0\"\n",
             data_dir.display().to_string(),
             self.bootstrap,
-            "ee".repeat(20),
-            "70".repeat(20),
+            self.escrow,
+            self.token,
             self.region,
         );
         s.push_str("[pricing]\n");
@@ -189,55 +196,14 @@ impl Node {
     /// Starts a node with `spec` on `data_dir` (created if needed; reuse it to restart) and
     /// waits for its `ready` line. Its stderr goes to `<data_dir>/node.log`.
     pub async fn start(spec: &NodeSpec, data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let config = data_dir.join("node.toml");
-        std::fs::write(&config, spec.toml(data_dir))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("node.log"))?;
-        let mut child = command("gpuflow-node", data_dir)?
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env("GPUFLOW_HOST_PRIVATE_KEY", &spec.wallet_key)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("spawning gpuflow-node")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut addrs = Vec::new();
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(a) = line.strip_prefix("listening ") {
-                    addrs.push(a.to_owned());
-                } else if let Some(p) = line.strip_prefix("ready ") {
-                    return Ok::<_, anyhow::Error>(Some(p.to_owned()));
-                }
-            }
-            Ok(None)
-        })
-        .await;
-        let log_text = || std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
-        let peer_id = match ready {
-            Ok(Ok(Some(p))) => p,
-            Ok(Ok(None)) => bail!("gpuflow-node exited before `ready`; log:\n{}", log_text()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => bail!(
-                "gpuflow-node not ready after {START_TIMEOUT:?}; log:\n{}",
-                log_text()
-            ),
-        };
-        // Keep draining stdout so the node never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut cmd = node_command(spec, data_dir)?;
+        cmd.env("GPUFLOW_HOST_PRIVATE_KEY", &spec.wallet_key);
+        let started = spawn_node(cmd, data_dir).await?;
         Ok(Self {
-            child,
+            child: started.child,
             data_dir: data_dir.to_owned(),
-            peer_id,
-            addrs,
+            peer_id: started.peer_id,
+            addrs: started.addrs,
         })
     }
 
@@ -254,57 +220,108 @@ impl Node {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
+    /// Sends SIGTERM and waits for the node to exit.
     pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
-        let pid = self.child.id().context("node already exited")?;
-        let pid = i32::try_from(pid).context("pid out of range")?;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .context("sending SIGTERM")?;
-        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(status) => Ok(status?),
-            Err(_) => bail!(
-                "node did not stop within {STOP_TIMEOUT:?}; log:\n{}",
-                self.log()
-            ),
-        }
-    }
-}
-
-/// What a CLI run printed.
-#[derive(Debug)]
-pub struct CliOutput {
-    /// Exit status.
-    pub status: ExitStatus,
-    /// Everything on stdout.
-    pub stdout: String,
-    /// Everything on stderr.
-    pub stderr: String,
-}
-
-impl CliOutput {
-    /// The exit code (-1 if killed by a signal).
-    pub fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
-
-/// Runs `gpuflow ARGS` in an empty temporary directory (no `.devnet/` above it to pick up),
-/// failing if it takes longer than [`CLI_TIMEOUT`].
-pub async fn gpuflow(args: &[&str]) -> anyhow::Result<CliOutput> {
-    let home = tempfile::tempdir()?;
-    let run = command("gpuflow", home.path())?
-        .args(args)
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(CLI_TIMEOUT, run)
+        let data_dir = self.data_dir.clone();
+        terminate(&mut self.child, || {
+            std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default()
+        })
         .await
-        .with_context(|| format!("gpuflow {args:?} still running after {CLI_TIMEOUT:?}"))??;
-    Ok(CliOutput {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `gpuflow-node run --config <data_dir>/node.toml` with `spec` written there, in a clean
+/// environment rooted at `data_dir` (`RUST_LOG=info`; the caller adds the key and the rest).
+pub fn node_command(spec: &NodeSpec, data_dir: &Path) -> anyhow::Result<Command> {
+    std::fs::create_dir_all(data_dir)?;
+    let config = data_dir.join("node.toml");
+    std::fs::write(&config, spec.toml(data_dir))?;
+    let mut cmd = command("gpuflow-node", data_dir)?;
+    cmd.env("RUST_LOG", "info")
+        .arg("run")
+        .arg("--config")
+        .arg(&config);
+    Ok(cmd)
+}
+
+/// What a node printed before `ready`.
+#[derive(Debug)]
+pub struct Started {
+    /// The node process (killed when dropped).
+    pub child: Child,
+    /// Its peer id, from the `ready` line.
+    pub peer_id: String,
+    /// Its listen multiaddrs with `/p2p/<peer id>`, from the `listening` lines.
+    pub addrs: Vec<String>,
+    /// The API's base URL, from the `api` line, if it printed one.
+    pub api: Option<String>,
+}
+
+/// Spawns the node command `cmd` (see [`node_command`]) and waits up to [`START_TIMEOUT`] for
+/// its `ready` line. Its stderr is appended to `<data_dir>/node.log` (a restarted node's log
+/// follows the first run's); the error of a failed start carries that log.
+pub async fn spawn_node(mut cmd: Command, data_dir: &Path) -> anyhow::Result<Started> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("node.log"))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("spawning gpuflow-node")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addrs = Vec::new();
+    let mut api = None;
+    let ready = tokio::time::timeout(START_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(a) = line.strip_prefix("listening ") {
+                addrs.push(a.to_owned());
+            } else if let Some(a) = line.strip_prefix("api ") {
+                api = Some(a.to_owned());
+            } else if let Some(p) = line.strip_prefix("ready ") {
+                return Ok::<_, anyhow::Error>(Some(p.to_owned()));
+            }
+        }
+        Ok(None)
     })
+    .await;
+    let log_text = || std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+    let peer_id = match ready {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None)) => bail!("gpuflow-node exited before `ready`; log:\n{}", log_text()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => bail!(
+            "gpuflow-node not ready after {START_TIMEOUT:?}; log:\n{}",
+            log_text()
+        ),
+    };
+    // Keep draining stdout so the node never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Started {
+        child,
+        peer_id,
+        addrs,
+        api,
+    })
+}
+
+/// Sends SIGTERM to `child` and waits up to [`STOP_TIMEOUT`] for it to exit.
+pub async fn terminate(child: &mut Child, log: impl Fn() -> String) -> anyhow::Result<ExitStatus> {
+    let pid = child.id().context("the process already exited")?;
+    let pid = i32::try_from(pid).context("pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .context("sending SIGTERM")?;
+    match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+        Ok(status) => Ok(status?),
+        Err(_) => bail!(
+            "did not stop within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+            log()
+        ),
+    }
 }

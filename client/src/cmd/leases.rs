@@ -132,14 +132,14 @@ pub(crate) async fn closed_event(
 async fn host_view(
     session: &Session,
     rec: &LeaseRecord,
-) -> Option<(String, Option<String>, Vec<PortMap>)> {
+) -> Option<(String, Option<String>, Vec<PortMap>, Option<String>)> {
     let peer: PeerId = rec.host_peer.parse().ok()?;
     let addr = session.addr_of(peer, rec.host_addr.as_deref());
     let ask = LeaseRequest::Status {
         lease_id: rec.lease_id,
     };
     match session.ask(peer, addr, ask, HOST_TIMEOUT).await {
-        Ok(LeaseResponse::Status(s)) => Some((s.state, s.host, s.ports)),
+        Ok(LeaseResponse::Status(s)) => Some((s.state, s.host, s.ports, s.user)),
         _ => None,
     }
 }
@@ -200,13 +200,14 @@ async fn view(chain: &Chain, session: Option<&Session>, rec: &LeaseRecord) -> an
     } else {
         None
     };
-    let (host_state, addr, ports) = match host {
-        Some((s, h, p)) => (Some(s), h, p),
-        None => (None, None, Vec::new()),
+    let (host_state, addr, ports, user) = match host {
+        Some((s, h, p, u)) => (Some(s), h, p, u),
+        None => (None, None, Vec::new(), None),
     };
     let reached = addr.clone().map(|h| crate::hostwait::Reached {
         host: h,
         ports: ports.clone(),
+        user,
     });
     let started = c.status == status::RUNNING
         || (c.status == status::CLOSED && closed.as_ref().is_some_and(|_| c.accrued > U256::ZERO));

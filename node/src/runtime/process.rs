@@ -4,16 +4,24 @@
 //! Each lease gets a directory `<data_dir>/workloads/<lease id>/` holding `workload.log`
 //! (stdout and stderr) and `pid.json` (the [`WorkloadHandle`]: pid, its start time, ports).
 //!
+//! Each of the spec's ports is published on a free host port, which the workload listens on
+//! itself: `PORT` is the first, `GPUFLOW_PORTS` lists them all, and `GPUFLOW_PORT_<n>` names
+//! the one published for the spec's (container) port `n` (`GPUFLOW_PORT_22`: where to run
+//! SSH). The handle's [`PortMapping`]s pair each spec port with its host port, as Docker's do.
+//!
 //! The workload runs in its own process group, so `stop` reaches everything it spawned, and it
-//! outlives the node: a restarted node finds it again through `pid.json`. A pid alone is not
-//! proof (pids are reused), so a workload counts as alive only if `/proc/<pid>/stat` shows the
-//! start time recorded at launch; re-adoption also checks that the process environment carries
-//! the lease id.
+//! outlives the node: a restarted node finds it again through `pid.json`. Some programs leave
+//! the group (`sshd` puts each SSH session in a session of its own, `setsid` does the same), so
+//! `stop` also ends every process of the node's user whose environment carries the lease id.
+//! A pid alone is not proof (pids are reused), so a workload counts as alive only if
+//! `/proc/<pid>/stat` shows the start time recorded at launch; re-adoption also checks that the
+//! process environment carries the lease id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -122,16 +130,40 @@ fn parse_id(handle: &WorkloadHandle) -> Result<(u32, u64), RuntimeError> {
     })
 }
 
-/// `(state, start time)` from `/proc/<pid>/stat`, or `None` if there is no such process.
-fn proc_stat(pid: u32) -> Option<(char, u64)> {
+/// What the runtime reads from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    /// `R`, `S`, … `Z` (zombie), `X` (dead).
+    state: char,
+    ppid: u32,
+    /// Process group id.
+    pgrp: u32,
+    /// Start time, clock ticks since boot.
+    start: u64,
+}
+
+/// `/proc/<pid>/stat`, or `None` if there is no such process.
+fn read_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces or ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split_ascii_whitespace();
+    // `rest` starts at field 3 (state), then ppid, pgrp; the start time is field 22.
     let state = fields.next()?.chars().next()?;
-    // `rest` starts at field 3 (state); the start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        ppid,
+        pgrp,
+        start,
+    })
+}
+
+/// `(state, start time)` from `/proc/<pid>/stat`, or `None` if there is no such process.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    read_stat(pid).map(|s| (s.state, s.start))
 }
 
 /// The process `pid` exists, has not ended (not a zombie) and is the one started at `start`.
@@ -198,6 +230,15 @@ impl Runtime for ProcessRuntime {
 
         let ports = free_ports(spec.ports.len().max(1))?;
         let port_list = ports.iter().map(u16::to_string).collect::<Vec<_>>();
+        // Spec port → host port; a spec without ports still gets one, named by itself.
+        let mappings: Vec<PortMapping> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &host)| PortMapping {
+                workload: spec.ports.get(i).copied().unwrap_or(host),
+                host,
+            })
+            .collect();
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&dir)
@@ -210,6 +251,12 @@ impl Runtime for ProcessRuntime {
             .env("GPUFLOW_LEASE_ID", lease_label(lease))
             .env("PORT", &port_list[0])
             .env("GPUFLOW_PORTS", port_list.join(","))
+            .envs(
+                spec.ports
+                    .iter()
+                    .zip(&ports)
+                    .map(|(n, host)| (format!("GPUFLOW_PORT_{n}"), host.to_string())),
+            )
             // Exactly the leased GPUs; none when none were leased.
             .env("CUDA_VISIBLE_DEVICES", spec.gpus.join(","))
             .envs(spec.ssh_public_key.as_ref().map(|k| ("PUBLIC_KEY", k)))
@@ -232,13 +279,7 @@ impl Runtime for ProcessRuntime {
             kind: RuntimeKind::Process,
             lease,
             id: format!("{pid}:{start}"),
-            ports: ports
-                .iter()
-                .map(|&p| PortMapping {
-                    workload: p,
-                    host: p,
-                })
-                .collect(),
+            ports: mappings,
         };
         self.put_child(pid, child);
         if let Err(e) = write_handle(&dir, &handle) {
@@ -270,6 +311,8 @@ impl Runtime for ProcessRuntime {
         let (pid, start) = parse_id(handle)?;
         let mut child = self.take_child(pid);
         let was_alive = alive(pid, start);
+        // Taken before any signal: once sshd's listener ends, its sessions' parent is init.
+        let others = workload_processes(was_alive.then_some(pid), handle.lease);
         if was_alive {
             signal_group(pid, Signal::SIGTERM);
             let exited = match child.as_mut() {
@@ -292,6 +335,11 @@ impl Runtime for ProcessRuntime {
         } else if let Some(c) = child.as_mut() {
             // Reap it so it does not linger as a zombie.
             let _ = c.try_wait();
+        }
+        // What left the group (SSH sessions, daemons) ends with the lease too.
+        let stray = end_processes(&others, handle.lease, self.grace).await;
+        if stray > 0 {
+            tracing::info!(target: "runtime", lease = %handle.lease, stray, "ended processes that had left the workload's group");
         }
         let pid_file = self.lease_dir(handle.lease).join(PID_FILE);
         match std::fs::remove_file(&pid_file) {
@@ -327,6 +375,113 @@ impl Runtime for ProcessRuntime {
         found.sort_by_key(|h| h.lease);
         Ok(found)
     }
+}
+
+/// The workload's processes other than this one, as (pid, start time): the group `leader`
+/// leads (when given: only a live leader proves the group is the workload's), whatever
+/// carries the lease id in its environment, and every descendant of those (sshd gives each
+/// SSH session a session of its own, and its renamed processes show no environment).
+/// Processes of other users whose environment cannot be read are only found as descendants.
+fn workload_processes(leader: Option<u32>, lease: B256) -> Vec<(u32, u64)> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let table: Vec<(u32, ProcStat)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, read_stat(pid)?)))
+        .filter(|(_, s)| s.state != 'Z' && s.state != 'X')
+        .collect();
+    let mut found: HashSet<u32> = table
+        .iter()
+        .filter(|(pid, s)| Some(s.pgrp) == leader || environ_names(*pid, lease) == Some(true))
+        .map(|(pid, _)| *pid)
+        .collect();
+    // Descendants, level by level; ends because `found` only grows, bounded by the table.
+    loop {
+        let before = found.len();
+        for (pid, s) in &table {
+            if found.contains(&s.ppid) {
+                found.insert(*pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    table
+        .iter()
+        .filter(|(pid, _)| *pid != me && found.contains(pid))
+        .map(|(pid, s)| (*pid, s.start))
+        .collect()
+}
+
+/// Ends `procs` (found before the workload's group was signalled) that are still alive:
+/// SIGTERM, up to `grace` to exit, then SIGKILL for those still there and for any process
+/// found carrying the lease id now. Returns how many of `procs` were still alive.
+async fn end_processes(procs: &[(u32, u64)], lease: B256, grace: Duration) -> usize {
+    let left: Vec<(u32, u64)> = procs
+        .iter()
+        .copied()
+        .filter(|&(pid, start)| alive(pid, start))
+        .collect();
+    for &(pid, start) in &left {
+        signal_one(pid, start, Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    for &(pid, start) in &left {
+        let rest = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !wait_gone(pid, start, rest).await {
+            break;
+        }
+    }
+    // A fresh look too: catches what was forked while the first ones were ending.
+    let mut last = workload_processes(None, lease);
+    last.extend(left.iter().copied());
+    for &(pid, start) in &last {
+        signal_one(pid, start, Signal::SIGKILL);
+    }
+    for &(pid, start) in &last {
+        wait_gone(pid, start, KILL_WAIT).await;
+    }
+    left.len()
+}
+
+/// Signals `pid` if it is still the process started at `start` (not a reused pid).
+fn signal_one(pid: u32, start: u64, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if alive(pid, start) {
+        // ESRCH (gone since) is fine.
+        let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+    }
+}
+
+/// The OS user this node runs as, and so the process runtime's workloads: the login name for
+/// SSH into them. From the password file (the user id of this process), else `USER` or
+/// `LOGNAME`; `None` when neither names it.
+pub fn login_user() -> Option<String> {
+    static USER: OnceLock<Option<String>> = OnceLock::new();
+    USER.get_or_init(|| {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        std::fs::metadata("/proc/self")
+            .ok()
+            .and_then(|m| user_of(&passwd, m.uid()))
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|u| !u.is_empty())
+    })
+    .clone()
+}
+
+/// The name of user `uid` in password-file text (`name:x:uid:gid:…` lines).
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 /// Waits until `pid` (started at `start`) is gone or a zombie, up to `limit`. True if it is.

@@ -97,14 +97,21 @@ async fn workload_gets_the_lease_environment_and_logs_to_a_file() {
     let lease = B256::repeat_byte(0x01);
     let mut spec = sh(
         "echo \"lease=$GPUFLOW_LEASE_ID port=$PORT ports=$GPUFLOW_PORTS gpus=$CUDA_VISIBLE_DEVICES \
-         foo=$FOO key=$PUBLIC_KEY secret=${GPUFLOW_HOST_PRIVATE_KEY:-none}\"; echo oops >&2; exit 3",
+         foo=$FOO key=$PUBLIC_KEY secret=${GPUFLOW_HOST_PRIVATE_KEY:-none}\"; \
+         echo \"p8080=$GPUFLOW_PORT_8080 p22=$GPUFLOW_PORT_22\"; echo oops >&2; exit 3",
     );
     spec.env.insert("FOO".into(), "bar baz".into());
     spec.gpus = vec!["0".into(), "GPU-1234".into()];
-    spec.ports = vec![8080, 8081];
+    spec.ports = vec![8080, 22];
     spec.ssh_public_key = Some("ssh-ed25519 AAAA test".into());
     let h = rt.launch(lease, &spec).await.unwrap();
     assert_eq!(h.ports.len(), 2);
+    // Each spec port is paired with the host port the workload listens on.
+    assert_eq!(
+        h.ports.iter().map(|p| p.workload).collect::<Vec<_>>(),
+        vec![8080, 22]
+    );
+    assert_ne!(h.ports[0].host, h.ports[1].host);
     assert_eq!(
         ended(&rt, &h).await,
         WorkloadStatus::Exited { code: Some(3) }
@@ -112,9 +119,11 @@ async fn workload_gets_the_lease_environment_and_logs_to_a_file() {
     let log = std::fs::read_to_string(rt.log_path(lease)).unwrap();
     let expected = format!(
         "lease={} port={} ports={},{} gpus=0,GPU-1234 foo=bar baz key=ssh-ed25519 AAAA test \
-         secret=none\noops\n",
+         secret=none\np8080={} p22={}\noops\n",
         lease_label(lease),
         h.ports[0].host,
+        h.ports[0].host,
+        h.ports[1].host,
         h.ports[0].host,
         h.ports[1].host
     );
@@ -230,4 +239,110 @@ async fn a_pid_file_pointing_at_an_unrelated_process_is_not_adopted() {
     // A recycled pid (other start time) is not alive as far as the runtime is concerned.
     assert!(!alive(me, start + 1));
     assert!(alive(me, start));
+}
+
+#[tokio::test]
+async fn stop_ends_processes_that_left_the_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(2));
+    let lease = B256::repeat_byte(0x06);
+    // A child in a session of its own (as sshd gives each SSH session), and its own child.
+    let spec = sh("python3 -c 'import os, subprocess, time; os.setsid(); \
+         c = subprocess.Popen([\"sleep\", \"300\"]); print(os.getpid(), c.pid, flush=True); \
+         time.sleep(300)' & exec sleep 300");
+    let h = rt.launch(lease, &spec).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let pids: Vec<u32> = loop {
+        let log = std::fs::read_to_string(rt.log_path(lease)).unwrap_or_default();
+        if log.ends_with('\n') {
+            break log.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no pids logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(pids.len(), 2);
+    let (leader, _) = parse_id(&h).unwrap();
+    let escaped: Vec<(u32, u64)> = pids
+        .iter()
+        .map(|&p| (p, read_stat(p).unwrap().start))
+        .collect();
+    assert!(
+        escaped
+            .iter()
+            .all(|&(p, _)| read_stat(p).unwrap().pgrp != leader),
+        "the test's processes should be outside the workload's group"
+    );
+    tokio::time::timeout(LIMIT, rt.stop(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    for (p, start) in escaped {
+        assert!(!alive(p, start), "process {p} outlived the lease");
+    }
+}
+
+#[tokio::test]
+async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(5));
+    let lease = B256::repeat_byte(0x07);
+    let spec = LeaseSpec {
+        command: crate::engine::default_command(),
+        ports: vec![8080, 22],
+        ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into()),
+        ..Default::default()
+    };
+    let h = rt.launch(lease, &spec).await.unwrap();
+    let (http, ssh) = (h.ports[0].host, h.ports[1].host);
+    assert!(reachable(http).await, "no HTTP on {http}");
+    let has_sshd = std::process::Command::new("sh")
+        .args(["-c", "command -v sshd || test -x /usr/sbin/sshd"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let log = || std::fs::read_to_string(rt.log_path(lease)).unwrap_or_default();
+    if has_sshd {
+        assert!(reachable(ssh).await, "no sshd on {ssh}; log:\n{}", log());
+        let mut banner = [0u8; 8];
+        let mut conn = TcpStream::connect(("127.0.0.1", ssh)).await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut conn, &mut banner)
+            .await
+            .unwrap();
+        assert_eq!(&banner, b"SSH-2.0-", "log:\n{}", log());
+        let dir = rt.lease_dir(lease);
+        let keys = std::fs::read_to_string(dir.join("authorized_keys")).unwrap();
+        assert_eq!(keys.trim_end(), spec.ssh_public_key.as_deref().unwrap());
+        assert!(dir.join("ssh_host_ed25519_key").exists());
+    } else {
+        // No SSH, said in the log, and the lease still serves HTTP.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while !log().contains("install openssh-server") {
+            assert!(tokio::time::Instant::now() < deadline, "log:\n{}", log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    rt.stop(&h).await.unwrap();
+    for port in [http, ssh] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+            "port {port} still open after stop"
+        );
+    }
+}
+
+#[test]
+fn login_user_is_the_password_file_name_of_this_process() {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                  # a comment\n\
+                  gpu:x:1000:1000::/home/gpu:/bin/sh\n";
+    assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
+    assert_eq!(user_of(passwd, 1000).as_deref(), Some("gpu"));
+    assert_eq!(user_of(passwd, 7), None);
+    let id = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(id.stdout).unwrap();
+    assert_eq!(login_user().as_deref(), Some(me.trim()));
 }

@@ -182,13 +182,20 @@ pub struct LeaseStatus {
     /// is reachable on `host`. Container port 22 is SSH.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMap>,
+    /// The login name for SSH (container port 22 in `ports`): `root` in a Docker container,
+    /// the host node's OS user under the process runtime. Absent when no SSH port is published
+    /// (and from hosts predating the field: renters assume `root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// One published port of a running workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMap {
-    /// The port the workload listens on (inside the container; equal to `host` for a process).
+    /// The port the workload was asked to serve (inside the container; for a process, the
+    /// spec's port number, while the process itself listens on `host`, which it reads from
+    /// `GPUFLOW_PORT_<container>`).
     pub container: u16,
     /// The port on the lease's `host`.
     pub host: u16,
@@ -340,6 +347,7 @@ mod tests {
                     container: 22,
                     host: 40_124,
                 }],
+                user: Some("gpuflow".into()),
             }),
             LeaseResponse::Ack,
             LeaseResponse::error(code::BUSY, "x".repeat(10 * MAX_ERROR_MESSAGE_BYTES)),
@@ -349,6 +357,31 @@ mod tests {
             assert!(bytes.len() <= MAX_LEASE_RESPONSE_BYTES, "{}", bytes.len());
             assert_eq!(LeaseResponse::decode(&bytes).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn status_without_ssh_user_omits_it_and_old_answers_decode() {
+        let s = LeaseResponse::Status(LeaseStatus {
+            lease_id: B256::repeat_byte(4),
+            state: "pending".into(),
+            host: None,
+            port: None,
+            ports: Vec::new(),
+            user: None,
+        });
+        let json = String::from_utf8(s.encode()).unwrap();
+        assert!(!json.contains("user"), "{json}");
+        assert_eq!(LeaseResponse::decode(json.as_bytes()).unwrap(), s);
+        // A host from before the field: no `user`, and the renter falls back to root.
+        let old = format!(
+            "{{\"status\":{{\"lease_id\":\"{}\",\"state\":\"running\",\"host\":\"h\",\
+             \"port\":1,\"ports\":[{{\"container\":22,\"host\":1}}]}}}}",
+            B256::repeat_byte(4)
+        );
+        let LeaseResponse::Status(st) = LeaseResponse::decode(old.as_bytes()).unwrap() else {
+            panic!("not a status");
+        };
+        assert_eq!(st.user, None);
     }
 
     #[test]

@@ -6,13 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 
 use alloy::primitives::{B256, U256};
 use alloy::transports::http::reqwest;
-use gpuflow_protocol::offer::OfferId;
-use gpuflow_tests::chain::TestChain;
-use gpuflow_tests::procs::gpuflow;
+use gpuflow_tests::chain::{RENTER, TestChain};
+use gpuflow_tests::cli::gpuflow_json;
+use gpuflow_tests::host::{HostNode, HostOpts};
+use gpuflow_tests::market::Market;
 use serde_json::{Value, json};
-
-use crate::lease::{HostNode, HostOpts, RENTER, start_host_with};
-use crate::withdraw::Market;
 
 /// A client for one node's API.
 pub(crate) struct Api {
@@ -92,11 +90,7 @@ fn error_code(code: u16, body: &str, want: u16) -> String {
 
 /// Offer ids `gpuflow search` lists through `bootstrap`.
 async fn searched(bootstrap: &str) -> Vec<String> {
-    let out = gpuflow(&["search", "--json", "--bootstrap", bootstrap])
-        .await
-        .unwrap();
-    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = gpuflow_json(&["search", "--json", "--bootstrap", bootstrap]).await;
     v["offers"]
         .as_array()
         .unwrap()
@@ -107,13 +101,9 @@ async fn searched(bootstrap: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_nodes_api_reads_real_state_and_guards_its_actions() {
-    let m = Market::start(HostOpts {
-        env: vec![("GPUFLOW_WITHDRAW_INTERVAL_SECS".into(), "0".into())],
-        ..HostOpts::default()
-    })
-    .await;
+    let m = Market::start(&HostOpts::with_env("GPUFLOW_WITHDRAW_INTERVAL_SECS", "0")).await;
     let lease = m.open_lease(600).await;
-    m.wait_running(lease.id).await;
+    m.wait_running(&lease).await;
     m.advance(3).await;
     let host = &m.host;
     let api = Api::of(host);
@@ -130,7 +120,7 @@ async fn the_running_nodes_api_reads_real_state_and_guards_its_actions() {
 
     assert_eq!(api.get_json("/health").await, json!({ "status": "ok" }));
 
-    let offer_id = OfferId::derive(&host.peer, "rtx_4090").to_string();
+    let offer_id = host.offer_id().to_string();
     let s = api.get_json("/status").await;
     assert_eq!(s["peer_id"], host.peer.to_string());
     assert_eq!(s["wallet"], format!("{:#x}", m.host_wallet()));
@@ -161,14 +151,21 @@ async fn the_running_nodes_api_reads_real_state_and_guards_its_actions() {
         one["price_per_second"],
         lease.quote.pricePerSecond.to_string()
     );
-    assert_eq!(one["ports"].as_array().unwrap().len(), 1, "{one}");
+    // The stand-in's HTTP port, then the pytorch template's SSH.
+    let workload_ports: Vec<&Value> = one["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["workload"])
+        .collect();
+    assert_eq!(workload_ports, [&json!(8080), &json!(22)], "{one}");
     let running = api.get_json("/leases?state=running").await;
     assert_eq!(running["leases"].as_array().unwrap().len(), 1);
 
     // Earnings to the base unit, at the block the node read.
     let e = api.get_json("/earnings").await;
     let block = e["block"].as_u64().unwrap();
-    let pending = m.net_withdrawable(&[lease.id], block).await;
+    let pending = m.net_withdrawable(&[&lease], block).await;
     assert!(pending > U256::ZERO);
     assert_eq!(e["pending"], pending.to_string());
     assert_eq!(e["accrued"], pending.to_string());
@@ -259,7 +256,7 @@ async fn a_node_with_the_docker_runtime_and_no_docker_refuses_to_start_and_says_
     let dir = tempfile::tempdir().unwrap();
     let socket = format!("unix://{}/no-docker.sock", dir.path().display());
     let data = dir.path().join("host");
-    let res = start_host_with(
+    let res = HostNode::start(
         &chain,
         &data,
         &HostOpts {

@@ -3,14 +3,16 @@
 //! the unit for the whole run. (A deposit that runs out without a top-up is
 //! `lease::host_closes_a_lease_whose_deposit_is_used_up_and_stops_the_workload`.)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::sol_types::SolEvent;
 use gpuflow_protocol::escrow::GpuFlowEscrow;
-use gpuflow_tests::chain::FEE_BPS;
-
-use crate::lease::{HOST, RENTER, http_get, rent_opts};
+use gpuflow_tests::chain::RENTER;
+use gpuflow_tests::host::http_get;
+use gpuflow_tests::market::Market;
+use gpuflow_tests::poll::unix_now;
+use gpuflow_tests::rental::{Balances, assert_settled, fee, mint};
 
 /// Seconds of rent the first deposit buys. Long enough for the workload to come up and the
 /// top-up to be mined on a slow machine (the top-up reverts once the deposit is used up).
@@ -21,31 +23,21 @@ const TOP_UP_SECS: u64 = 600;
 /// deposit every second and stops a workload within a second or two of deciding to.
 const PAST_END: u64 = 5;
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_the_unit() {
-    let r = rent_opts(FIRST_SECS, false).await;
-    let price = r.quote.pricePerSecond;
-    let port = r.wait_running().await;
-    let escrow = r.chain.escrow_as(RENTER);
-    let started = escrow.lease(r.lease_id).call().await.unwrap();
+    let (m, lease) = Market::rent(FIRST_SECS).await;
+    let price = lease.price();
+    let port = m.wait_running(&lease).await;
+    let escrow = m.chain.escrow_as(RENTER);
+    let started = escrow.lease(lease.id).call().await.unwrap();
     assert_eq!(started.status, 2, "running on chain");
     let since = u64::try_from(started.since).unwrap();
 
     // The renter tops up before the first deposit runs out.
     let top_up = price * U256::from(TOP_UP_SECS);
-    let renter = r.chain.signer(RENTER).address();
-    let token = r.chain.token_as(RENTER);
-    let minted = token.mint(renter, top_up).send().await.unwrap();
-    assert!(minted.get_receipt().await.unwrap().status());
+    mint(&m.chain, RENTER, top_up).await;
     let receipt = escrow
-        .topUp(r.quote.clone(), top_up)
+        .topUp(lease.quote.clone(), top_up)
         .send()
         .await
         .unwrap()
@@ -62,22 +54,22 @@ async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_t
         .iter()
         .find_map(|l| GpuFlowEscrow::LeaseToppedUp::decode_log_data(&l.inner.data).ok())
         .expect("LeaseToppedUp in the topUp receipt");
-    assert_eq!(topped.newDeposit, r.deposit + top_up);
+    assert_eq!(topped.newDeposit, lease.deposit + top_up);
 
     // Served all the way past the original end; the node reads the new deposit from the chain.
     let original_end = since + FIRST_SECS;
     tokio::time::timeout(Duration::from_secs(FIRST_SECS + PAST_END + 30), async {
         loop {
-            let s = r.status().await;
+            let s = m.status(&lease).await;
             assert_eq!(
                 (s.state.as_str(), s.port),
                 ("running", Some(port)),
                 "the topped-up lease must keep running; log:\n{}",
-                r.host.log()
+                m.host.log()
             );
             let line = http_get(port)
                 .await
-                .unwrap_or_else(|e| panic!("workload unreachable ({e}); log:\n{}", r.host.log()));
+                .unwrap_or_else(|e| panic!("workload unreachable ({e}); log:\n{}", m.host.log()));
             assert!(line.contains(" 200 "), "workload answered {line:?}");
             if unix_now() > original_end + PAST_END {
                 return;
@@ -87,16 +79,16 @@ async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_t
     })
     .await
     .expect("the wall clock did not pass the original end in time");
-    let view = escrow.lease(r.lease_id).call().await.unwrap();
+    let view = escrow.lease(lease.id).call().await.unwrap();
     assert_eq!(
         view.status, 2,
         "still running on chain past the original end"
     );
 
     // The renter closes; the workload stops; every unit is accounted for.
-    let closed = r.renter_close().await;
-    r.wait_stopped(port).await;
-    assert_eq!(closed.closedBy, renter);
+    let closed = m.renter_close(&lease).await;
+    m.wait_stopped(&lease, port).await;
+    assert_eq!(closed.closedBy, m.renter_wallet());
     assert_eq!(closed.reason, 0, "RenterClosed");
     assert_eq!(closed.startedAt, U256::from(since));
     let billed = closed.closedAt - closed.startedAt;
@@ -104,33 +96,21 @@ async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_t
         billed > U256::from(FIRST_SECS + PAST_END),
         "billed {billed}s, not past the original {FIRST_SECS}s"
     );
-    let total_deposit = r.deposit + top_up;
-    let earned = price * billed;
-    let fee = earned * U256::from(FEE_BPS) / U256::from(10_000u64);
-    assert_eq!(
-        closed.hostAmount + closed.fee,
-        earned,
-        "price × billed seconds"
-    );
-    assert_eq!(closed.fee, fee);
-    assert_eq!(closed.refund, total_deposit - earned);
+    let total_deposit = lease.deposit + top_up;
+    let earned = assert_settled(&closed, price, total_deposit);
+    assert_eq!(earned, price * billed, "price × billed seconds");
     assert_eq!(
         closed.hostAmount + closed.fee + closed.refund,
         total_deposit,
         "host + fee + refund == deposit + topUp"
     );
-    let c = &r.chain;
     assert_eq!(
-        c.balance(renter).await.unwrap(),
-        r.funds + top_up - total_deposit + closed.refund
-    );
-    assert_eq!(
-        c.balance(c.signer(HOST).address()).await.unwrap(),
-        closed.hostAmount
-    );
-    assert_eq!(
-        c.balance(c.escrow).await.unwrap(),
-        fee,
+        Balances::of(&m.chain).await,
+        Balances {
+            renter: m.funds + top_up - total_deposit + closed.refund,
+            host: closed.hostAmount,
+            escrow: fee(earned),
+        },
         "only the fee stays in the escrow"
     );
 }

@@ -4,10 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod booking;
 mod escrow;
 mod expiry;
 mod extend;
 mod lease;
+mod node_scores;
 mod outage;
 mod packaging;
 mod receipts;
@@ -16,6 +18,7 @@ mod reliability;
 mod rent;
 mod rent_failures;
 mod search;
+mod ssh;
 mod wallet;
 mod watcher;
 mod withdraw;

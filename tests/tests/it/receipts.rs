@@ -7,17 +7,16 @@
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
-use gpuflow_p2p::{Keypair, P2pConfig};
-use gpuflow_protocol::book::OfferBook;
 use gpuflow_protocol::escrow;
 use gpuflow_protocol::receipt::{Receipt, SignedReceipt};
 use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, code};
-use gpuflow_tests::chain::TestChain;
+use gpuflow_tests::chain::{HOST, RENTER, TestChain};
+use gpuflow_tests::cli::{CliRenter, gpuflow_in};
+use gpuflow_tests::host::{HostNode, HostOpts};
+use gpuflow_tests::poll::poll_every;
+use gpuflow_tests::rental::mint;
+use gpuflow_tests::renter::Renter;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-use crate::lease::{HOST, HostOpts, start_host_with};
-use crate::rent::{RENTER, Renter, cli, fund};
 
 /// How long receipts may take from the renter's first probe to `gpuflow host`.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,19 +25,14 @@ const STRANGER: usize = 6;
 
 /// `gpuflow host <wallet> --json` until `done` holds for it (the host re-announces its offer
 /// every 5 s; nothing notifies the renter).
-async fn host_until(r: &Renter, wallet: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
-    loop {
-        let h = r.json(&["host", wallet, "--json"]).await;
-        if done(&h) {
-            return h;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached in time: {h:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+async fn host_until(r: &CliRenter, wallet: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let reached = poll_every(PUBLISH_TIMEOUT, Duration::from_millis(500), async || {
+        last = r.json(&["host", wallet, "--json"]).await;
+        done(&last).then(|| last.clone())
+    })
+    .await;
+    reached.unwrap_or_else(|| panic!("not reached in time: {last:#}"))
 }
 
 fn lease_receipts(h: &Value) -> u64 {
@@ -56,29 +50,15 @@ async fn wait_sends_receipts_the_host_publishes_them_and_a_strangers_is_refused(
         ],
         ..HostOpts::default()
     };
-    let host = start_host_with(&chain, &dir.path().join("host"), &opts)
+    let host = HostNode::start(&chain, &dir.path().join("host"), &opts)
         .await
         .unwrap();
-    let _workloads = crate::lease::WorkloadGuard(host.data_dir.clone());
+    let _workloads = host.guard_workloads();
     let host_wallet = chain.signer(HOST).address().to_string();
-    fund(&chain, RENTER, U256::from(100_000_000u64)).await;
-    let addr = host.addr.to_string();
-    let r = Renter::new(&chain, &dir.path().join("renter"), RENTER, &[&addr]);
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
 
-    let ssh = r.ssh_key();
-    let rented = r
-        .json(&[
-            "rent",
-            "--query",
-            "num_gpus>=1",
-            "--hours",
-            "0.5",
-            "--ssh-key",
-            &ssh,
-            "--yes",
-            "--json",
-        ])
-        .await;
+    let rented = r.rent_first(&[]).await;
     let lease_id: B256 = rented["lease_id"].as_str().unwrap().parse().unwrap();
     let prefix = format!("{lease_id:x}")[..8].to_owned();
 
@@ -86,7 +66,7 @@ async fn wait_sends_receipts_the_host_publishes_them_and_a_strangers_is_refused(
     let (home, env) = (r.home.clone(), r.env.clone());
     let wait_prefix = prefix.clone();
     let waiting = tokio::spawn(async move {
-        cli(
+        gpuflow_in(
             &home,
             &env,
             &[
@@ -109,14 +89,7 @@ async fn wait_sends_receipts_the_host_publishes_them_and_a_strangers_is_refused(
     assert_eq!(h["ignored_receipts"], 0, "{h:#}");
 
     // A receipt for this lease signed by a wallet that is not its renter is refused.
-    let stop = CancellationToken::new();
-    let (client, event_loop, _) = gpuflow_p2p::new(
-        P2pConfig::new(Keypair::generate_ed25519()),
-        OfferBook::new(),
-    )
-    .unwrap();
-    tokio::spawn(event_loop.run(stop.clone()));
-    let _stop = stop.drop_guard();
+    let client = Renter::start(&chain);
     let stranger = chain.signer(STRANGER);
     let now = chain.now().await.unwrap();
     let forged = Receipt {
@@ -129,14 +102,7 @@ async fn wait_sends_receipts_the_host_publishes_them_and_a_strangers_is_refused(
     };
     let domain = escrow::domain(chain.chain_id(), chain.escrow);
     let signed = SignedReceipt::sign(&stranger, &forged, &domain).unwrap();
-    let answer = client
-        .request_lease(
-            host.peer,
-            Some(host.addr.clone()),
-            LeaseRequest::Receipt(signed),
-        )
-        .await
-        .unwrap();
+    let answer = client.ask(&host, LeaseRequest::Receipt(signed)).await;
     assert!(
         matches!(&answer, LeaseResponse::Error { code: c, .. } if c == code::INVALID_REQUEST),
         "{answer:?}"

@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
-use alloy::signers::local::PrivateKeySigner;
-use gpuflow_protocol::escrow::{self, Quote};
+use alloy::primitives::{Address, U256};
+use gpuflow_protocol::escrow::Quote;
 use gpuflow_tests::chain::{ACCEPT_TIMEOUT, TestChain};
-use gpuflow_tests::procs::{Node, NodeSpec, gpuflow};
+use gpuflow_tests::cli::{gpuflow, gpuflow_json as search_json};
+use gpuflow_tests::procs::{Node, NodeSpec};
+use gpuflow_tests::rental::{close, direct_quote, fund_renter, open_signed, start};
 use serde_json::Value;
 
 /// Renter, and the accounts of the three scored hosts and of a fourth host the renter also
@@ -30,60 +31,12 @@ struct Leases<'a> {
 
 impl Leases<'_> {
     /// Opens a quote of host `host` for the renter with 10 hours of deposit.
-    async fn open(&mut self, host: usize) -> (Quote, PrivateKeySigner) {
-        let c = self.chain;
-        let key = c.signer(host);
+    async fn open(&mut self, host: usize) -> Quote {
         self.nonce += 1;
-        let q = Quote {
-            host: key.address(),
-            renter: c.signer(RENTER).address(),
-            pricePerSecond: U256::from(PRICE),
-            maxDuration: U256::from(24 * 3600u64),
-            expiry: U256::from(c.now().await.unwrap() + 3600),
-            nonce: U256::from(self.nonce),
-            specHash: B256::repeat_byte(0x5c),
-        };
-        let sig = escrow::sign_quote(&key, &q, &escrow::domain(c.chain_id(), c.escrow)).unwrap();
+        let (q, sig) = direct_quote(self.chain, host, PRICE, self.nonce).await;
         let deposit = U256::from(PRICE * 10 * 3600);
-        let r = c
-            .escrow_as(RENTER)
-            .open(q.clone(), sig, deposit)
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(r.status(), "open reverted");
-        (q, key)
-    }
-
-    async fn start(&self, host: usize, q: &Quote) {
-        let r = self
-            .chain
-            .escrow_as(host)
-            .start(q.clone())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(r.status(), "start reverted");
-    }
-
-    async fn close(&self, by: usize, q: &Quote) {
-        let r = self
-            .chain
-            .escrow_as(by)
-            .close(q.clone())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(r.status(), "close reverted");
+        open_signed(self.chain, &q, &sig, deposit).await;
+        q
     }
 
     /// The next transaction's block comes `secs` later.
@@ -93,65 +46,33 @@ impl Leases<'_> {
     }
 }
 
-fn key_hex(k: &PrivateKeySigner) -> String {
-    k.to_bytes().to_string()
-}
-
-async fn search_json(args: &[&str]) -> Value {
-    let out = gpuflow(args).await.unwrap();
-    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
-}
-
 #[tokio::test]
 async fn lease_outcomes_order_search_by_score_and_show_in_host() {
     let chain = TestChain::start().await.unwrap();
-    let renter = chain.signer(RENTER).address();
-    let token = chain.token_as(RENTER);
-    let mint = token.mint(renter, U256::from(10_000_000_000u64));
-    assert!(
-        mint.send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap()
-            .status()
-    );
-    let approve = token.approve(chain.escrow, U256::MAX);
-    assert!(
-        approve
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap()
-            .status()
-    );
+    fund_renter(&chain, U256::from(10_000_000_000u64)).await;
     let mut l = Leases {
         chain: &chain,
         nonce: 0,
     };
     // Spending elsewhere: 3 hours (30 tokens) at a fourth host, ended normally.
-    let (q, _) = l.open(ELSEWHERE).await;
-    l.start(ELSEWHERE, &q).await;
+    let q = l.open(ELSEWHERE).await;
+    start(&chain, ELSEWHERE, &q).await;
     l.warp(3 * 3600).await;
-    l.close(RENTER, &q).await;
+    close(&chain, RENTER, &q).await;
     // Normal end: 2 hours, closed by the renter.
-    let (q, _) = l.open(GOOD).await;
-    l.start(GOOD, &q).await;
+    let q = l.open(GOOD).await;
+    start(&chain, GOOD, &q).await;
     l.warp(2 * 3600).await;
-    l.close(RENTER, &q).await;
+    close(&chain, RENTER, &q).await;
     // Host closed while funded: 10 minutes served, 9 h 50 min of deposit left.
-    let (q, _) = l.open(HOST_CLOSED).await;
-    l.start(HOST_CLOSED, &q).await;
+    let q = l.open(HOST_CLOSED).await;
+    start(&chain, HOST_CLOSED, &q).await;
     l.warp(600).await;
-    l.close(HOST_CLOSED, &q).await;
+    close(&chain, HOST_CLOSED, &q).await;
     // Never started: the accept timeout passes, the renter takes the deposit back.
-    let (q, _) = l.open(NEVER).await;
+    let q = l.open(NEVER).await;
     l.warp(ACCEPT_TIMEOUT + 1).await;
-    l.close(RENTER, &q).await;
+    close(&chain, RENTER, &q).await;
 
     // Three hosts whose wallets are those accounts publish offers (same GPU, same price, so
     // only the score can order them).
@@ -160,7 +81,7 @@ async fn lease_outcomes_order_search_by_score_and_show_in_host() {
     let mut bootstrap: Vec<String> = Vec::new();
     for (i, who) in [GOOD, HOST_CLOSED, NEVER].into_iter().enumerate() {
         let mut spec = NodeSpec::new("RTX_4090", 1, "0.5");
-        spec.wallet_key = key_hex(&chain.signer(who));
+        spec.wallet_key = chain.signer(who).to_bytes().to_string();
         spec.bootstrap = bootstrap.clone();
         let node = Node::start(&spec, &dir.path().join(format!("h{i}")))
             .await
@@ -223,19 +144,8 @@ async fn lease_outcomes_order_search_by_score_and_show_in_host() {
     assert_eq!(only[0]["wallet"].as_str().unwrap(), want[0].to_string());
 
     // The table shows the columns, and without an RPC the prior is shown, marked.
-    let out = gpuflow(&[
-        "search",
-        "--bootstrap",
-        &addr,
-        "--rpc-url",
-        &rpc,
-        "--escrow",
-        &escrow,
-        "-o",
-        "score-",
-    ])
-    .await
-    .unwrap();
+    let table: Vec<&str> = base.iter().copied().filter(|a| *a != "--json").collect();
+    let out = gpuflow(&table).await.unwrap();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("GPU"), "{}", out.stdout);
     assert!(out.stdout.lines().next().unwrap().contains("LEASES"));

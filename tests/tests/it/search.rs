@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use gpuflow_protocol::offer::OfferId;
-use gpuflow_tests::procs::{Node, NodeSpec, gpuflow};
+use gpuflow_tests::cli::{gpuflow, gpuflow_json};
+use gpuflow_tests::procs::{Node, NodeSpec};
 use serde_json::Value;
 
 fn offer_id(peer: &str, name: &str) -> String {
@@ -13,9 +14,7 @@ fn offer_id(peer: &str, name: &str) -> String {
 async fn search_json(addr: &str, query: &[&str]) -> Value {
     let mut args = vec!["search", "--json", "--bootstrap", addr];
     args.extend_from_slice(query);
-    let out = gpuflow(&args).await.unwrap();
-    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    gpuflow_json(&args).await
 }
 
 fn ids(result: &Value) -> Vec<String> {

@@ -5,9 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::U256;
-use gpuflow_tests::chain::TestChain;
-
-use crate::rent::{cli, fund, units};
+use gpuflow_tests::chain::{RENTER, TestChain};
+use gpuflow_tests::cli::{CliOutput, gpuflow_in as cli, units};
+use gpuflow_tests::rental::mint;
 
 /// Anvil's mnemonic; index 1 is 0x70997970C51812dc3A010C7d01b50e0d17dc79C8.
 const MNEMONIC: &str = "test test test test test test test test test test test junk";
@@ -27,6 +27,20 @@ fn cast() -> PathBuf {
 
 fn env(pw: &str) -> Vec<(String, String)> {
     vec![("GPUFLOW_WALLET_PASSWORD".into(), pw.into())]
+}
+
+/// `gpuflow wallet import k` of the key in `key_file`, encrypted with the password in `pw_file`.
+async fn import_key(home: &Path, key_file: &str, pw_file: &str) -> CliOutput {
+    let args = [
+        "wallet",
+        "import",
+        "k",
+        "--private-key-file",
+        key_file,
+        "--password-file",
+        pw_file,
+    ];
+    cli(home, &[], &args).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,21 +80,7 @@ async fn wallets_are_created_imported_decrypted_and_read_by_cast() {
     std::fs::write(&pw_file, "pw-file\n").unwrap();
     let pf = pw_file.display().to_string();
     let kf = key_file.display().to_string();
-    let out = cli(
-        home,
-        &[],
-        &[
-            "wallet",
-            "import",
-            "k",
-            "--private-key-file",
-            &kf,
-            "--password-file",
-            &pf,
-        ],
-    )
-    .await
-    .unwrap();
+    let out = import_key(home, &kf, &pf).await;
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(out.stdout.trim(), ADDR2);
     let out = cli(
@@ -161,7 +161,7 @@ async fn wallets_are_created_imported_decrypted_and_read_by_cast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balance_shows_stablecoin_and_gas_exactly() {
     let chain = TestChain::start().await.unwrap();
-    fund(&chain, 2, U256::from(1_234_567u64)).await;
+    mint(&chain, RENTER, U256::from(1_234_567u64)).await;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let pw_file = home.join("pw.txt");
@@ -172,21 +172,7 @@ async fn balance_shows_stablecoin_and_gas_exactly() {
         pw_file.display().to_string(),
         key_file.display().to_string(),
     );
-    let out = cli(
-        home,
-        &[],
-        &[
-            "wallet",
-            "import",
-            "k",
-            "--private-key-file",
-            &kf,
-            "--password-file",
-            &pf,
-        ],
-    )
-    .await
-    .unwrap();
+    let out = import_key(home, &kf, &pf).await;
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let rpc = chain.anvil.endpoint();
     let token = chain.token.to_string();

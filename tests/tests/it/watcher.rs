@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
@@ -18,7 +17,7 @@ use gpuflow_node::lease::record::open_pool;
 use gpuflow_node::wallet::HostWallet;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors};
 use gpuflow_protocol::escrow::{self, MockStablecoin, Quote};
-use gpuflow_tests::chain::{ACCEPT_TIMEOUT, FEE_BPS, TestChain, anvil_path};
+use gpuflow_tests::chain::{ACCEPT_TIMEOUT, FEE_BPS, TestChain, free_port};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -48,37 +47,6 @@ impl Env {
             escrow: chain.escrow,
             token: chain.token,
             keys: (0..4).map(|i| chain.signer(i)).collect(),
-        }
-    }
-
-    /// Deploys the token and escrow on `anvil` (as `TestChain` does).
-    async fn deploy(anvil: &AnvilInstance) -> Self {
-        let keys: Vec<PrivateKeySigner> = anvil.keys()[..10]
-            .iter()
-            .map(|k| PrivateKeySigner::from_signing_key(k.clone().into()))
-            .collect();
-        let deployer = ProviderBuilder::new()
-            .wallet(keys[0].clone())
-            .connect_http(anvil.endpoint_url())
-            .erased();
-        let token = MockStablecoin::deploy(&deployer).await.unwrap();
-        let treasury = keys[9].address();
-        let escrow = GpuFlowEscrow::deploy(
-            &deployer,
-            *token.address(),
-            treasury,
-            FEE_BPS,
-            ACCEPT_TIMEOUT,
-            keys[8].address(),
-        )
-        .await
-        .unwrap();
-        Self {
-            url: anvil.endpoint_url(),
-            chain_id: anvil.chain_id(),
-            escrow: *escrow.address(),
-            token: *token.address(),
-            keys: keys[..4].to_vec(),
         }
     }
 
@@ -418,37 +386,13 @@ async fn restart_from_the_persisted_cursor_neither_repeats_nor_misses() {
     w.stop().await;
 }
 
-/// Starts anvil on `port` with its state in `state` (loaded if present, saved on SIGINT).
-fn anvil_with_state(port: u16, state: &Path) -> AnvilInstance {
-    Anvil::at(anvil_path().unwrap())
-        .port(port)
-        .args(["--state".into(), state.display().to_string()])
-        .try_spawn()
-        .unwrap()
-}
-
-/// Stops anvil with SIGINT so it writes its state file, and waits for it to exit.
-fn stop_anvil(mut anvil: AnvilInstance) {
-    let pid = i32::try_from(anvil.child().id()).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    anvil.child_mut().wait().unwrap();
-}
-
 #[tokio::test]
 async fn catches_up_after_an_rpc_outage_without_missing_an_event() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("anvil-state.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let anvil = anvil_with_state(port, &state);
-    let env = Env::deploy(&anvil).await;
+    let port = free_port().unwrap();
+    let mut chain = TestChain::start_with_state(port, &state).await.unwrap();
+    let env = Env::of(&chain);
     env.fund_renter().await;
     let (q1, s1, l1) = env.quote(HOST, 1).await;
     let (q2, s2, l2) = env.quote(HOST, 2).await;
@@ -458,7 +402,7 @@ async fn catches_up_after_an_rpc_outage_without_missing_an_event() {
     assert_eq!(lease_ids(&w.lease_events(1).await), vec![l1]);
 
     // The RPC goes away: the watcher keeps retrying (and says so), it does not end.
-    stop_anvil(anvil);
+    chain.stop().unwrap();
     let status = tokio::time::timeout(LIMIT, w.handle.wait_for(|s| s.consecutive_errors >= 3))
         .await
         .expect("watcher never reported the outage")
@@ -467,7 +411,7 @@ async fn catches_up_after_an_rpc_outage_without_missing_an_event() {
     assert!(!w.task.is_finished());
 
     // It comes back with its state; events happen right away.
-    let anvil = anvil_with_state(port, &state);
+    chain.restart(port, &state).unwrap();
     env.host_tx().start(&q1).await.unwrap();
     env.open(&q2, &s2, 10_000).await;
     let evs = w.lease_events(2).await;
@@ -477,7 +421,6 @@ async fn catches_up_after_an_rpc_outage_without_missing_an_event() {
     assert_eq!(w.handle.status().consecutive_errors, 0);
     assert_eq!(w.handle.status().reorgs, 0, "a restart is not a reorg");
     w.stop().await;
-    drop(anvil);
 }
 
 #[tokio::test]
