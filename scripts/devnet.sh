@@ -326,7 +326,8 @@ l("  export GPUFLOW_PRIVATE_KEY=" + renterKey + "   # anvil account 2, a renter"
 l("  gpuflow search");
 l("  gpuflow search \x27gpu_name=RTX_4090 num_gpus>=2\x27 -o dph+");
 l("  gpuflow wallet balance");
-l("  gpuflow rent <offer id from search> --hours 1 --yes");
+l("  gpuflow rent <offer id from search> --hours 1 --template pytorch --ssh-key ~/.ssh/id_ed25519.pub --yes");
+l("  ssh -p <port> <user>@127.0.0.1      # the ssh line rent prints (needs sshd: apt-get install openssh-server)");
 l("  gpuflow rent --query \x27gpu_name=RTX_3090\x27 --hours 1 --yes");
 l("  gpuflow leases");
 l("  gpuflow stop <lease id>");
