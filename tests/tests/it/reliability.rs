@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use gpuflow_protocol::escrow::Quote;
 use gpuflow_tests::chain::{ACCEPT_TIMEOUT, TestChain};
-use gpuflow_tests::cli::{gpuflow, gpuflow_json as search_json};
+use gpuflow_tests::cli::{CliRenter, gpuflow, gpuflow_json as search_json};
 use gpuflow_tests::procs::{Node, NodeSpec};
 use gpuflow_tests::rental::{close, direct_quote, fund_renter, open_signed, start};
 use serde_json::Value;
@@ -190,6 +190,62 @@ async fn lease_outcomes_order_search_by_score_and_show_in_host() {
     let h = host_json(want[0].to_string()).await;
     assert_eq!(h["outcomes"]["normal_end"], 1, "{h:#}");
     assert!((h["history"][0]["credibility"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+
+    // `rent --query` ranks the same three offers by expected cost (same price: the rank
+    // decides) and skips the hosts that failed this renter: it picks the good host. The pick is
+    // made before any quote; what happens after it (this chain's clock runs ahead of the
+    // quotes' wall-clock expiry) does not matter here.
+    let home = tempfile::tempdir().unwrap();
+    let mut renter = CliRenter::new(&chain, home.path(), RENTER, &[]);
+    renter.set_env("GPUFLOW_BOOTSTRAP", addr.clone());
+    let ssh = renter.ssh_key();
+    // These test offers name a placeholder escrow; the config names the real one, whose
+    // events the scores come from.
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[deployment]\nchain_id = 31337\nescrow = \"{}\"\ntoken = \"{}\"\n",
+            chain.escrow, chain.token
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let args = [
+        "rent",
+        "--query",
+        "gpu_name=RTX_4090",
+        "--hours",
+        "1",
+        "--ssh-key",
+        &ssh,
+        "--yes",
+        "--timeout",
+        "5",
+        "--config",
+        &config,
+    ];
+    let out = renter.run(&args).await;
+    let good_offer = offers[0]["id"].as_str().unwrap();
+    assert!(
+        out.stderr.contains(&format!("picked offer {good_offer}"))
+            && out
+                .stderr
+                .contains("skipped 2 offer(s) from hosts that failed you before"),
+        "{}",
+        out.stderr
+    );
+    // A renter with no history with these hosts is not steered away from any of them, and
+    // still gets the best-ranked one.
+    let mut fresh = CliRenter::new(&chain, home.path(), 7, &[]);
+    fresh.set_env("GPUFLOW_BOOTSTRAP", addr.clone());
+    let out = fresh.run(&args).await;
+    assert!(
+        out.stderr.contains(&format!("picked offer {good_offer}"))
+            && !out.stderr.contains("skipped"),
+        "{}",
+        out.stderr
+    );
 
     for n in nodes {
         n.stop().await.unwrap();
