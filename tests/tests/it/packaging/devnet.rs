@@ -151,7 +151,12 @@ impl Devnet {
             .parent()
             .context("binary has no directory")?
             .to_owned();
-        let mut child = Command::new("bash")
+        // `env --default-signal=INT`: a shell cannot trap a signal that was ignored when it
+        // started, and a test run launched in the background (`cmd &` in a script, as some CI
+        // runners do) hands SIGINT down ignored; the script would then never see the Ctrl-C.
+        let mut child = Command::new("env")
+            .arg("--default-signal=INT")
+            .arg("bash")
             .arg(repo_root().join("scripts/devnet.sh"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
