@@ -24,8 +24,10 @@
 //! Invariants: this crate depends on no other workspace crate and does no I/O except what the
 //! escrow bindings need when a caller hands them a provider.
 
+pub mod backoff;
 pub mod book;
 pub mod escrow;
+pub mod escrow_events;
 pub mod money;
 pub mod offer;
 pub mod query;

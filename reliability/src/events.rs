@@ -9,6 +9,9 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 use gpuflow_protocol::escrow::GpuFlowEscrow;
+use gpuflow_protocol::escrow_events::{
+    EscrowEvent, EventAbiError, LogPosition, saturating_secs as secs,
+};
 
 use crate::formula::CloseReason;
 
@@ -126,15 +129,13 @@ fn amount(v: U256) -> u128 {
     u128::try_from(v).unwrap_or(u128::MAX)
 }
 
-fn secs(v: U256) -> u64 {
-    u64::try_from(v).unwrap_or(u64::MAX)
-}
-
-fn ev<E: SolEvent>(log: &Log) -> Result<E, Skip> {
-    E::decode_log_data(&log.inner.data).map_err(|source| Skip::Abi {
-        event: E::SIGNATURE,
-        source,
-    })
+impl From<EventAbiError> for Skip {
+    fn from(e: EventAbiError) -> Self {
+        Skip::Abi {
+            event: e.event,
+            source: e.source,
+        }
+    }
 }
 
 /// Decodes one log returned for `escrow` over blocks `from..=to`.
@@ -145,64 +146,51 @@ pub fn decode(log: &Log, escrow: Address, from: u64, to: u64) -> Result<(Place, 
     if log.removed {
         return Err(Skip::Removed);
     }
-    let (Some(block), Some(log_index)) = (log.block_number, log.log_index) else {
-        return Err(Skip::Unplaced);
-    };
-    if !(from..=to).contains(&block) {
-        return Err(Skip::OutOfRange(block));
+    let pos = LogPosition::of(log).ok_or(Skip::Unplaced)?;
+    if !(from..=to).contains(&pos.block_number) {
+        return Err(Skip::OutOfRange(pos.block_number));
     }
     let place = Place {
-        block,
-        log_index,
-        timestamp: log.block_timestamp,
+        block: pos.block_number,
+        log_index: pos.log_index,
+        timestamp: pos.block_timestamp,
     };
-    let event = match log.topic0().copied().unwrap_or_default() {
-        GpuFlowEscrow::LeaseOpened::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseOpened = ev(log)?;
-            Event::Opened {
-                lease: e.leaseId,
-                host: e.host,
-                renter: e.renter,
-                price_per_second: amount(e.pricePerSecond),
-                deposit: amount(e.deposit),
-            }
-        }
-        GpuFlowEscrow::LeaseStarted::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseStarted = ev(log)?;
-            Event::Started {
-                lease: e.leaseId,
-                started_at: secs(e.startedAt),
-            }
-        }
-        GpuFlowEscrow::Withdrawn::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::Withdrawn = ev(log)?;
-            Event::Withdrawn {
-                lease: e.leaseId,
-                gross: amount(e.amount).saturating_add(amount(e.fee)),
-            }
-        }
-        GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseClosed = ev(log)?;
-            Event::Closed {
-                lease: e.leaseId,
-                host: e.host,
-                renter: e.renter,
-                closed_by: e.closedBy,
-                reason: CloseReason::from(e.reason),
-                gross: amount(e.hostAmount).saturating_add(amount(e.fee)),
-                refund: amount(e.refund),
-                closed_at: secs(e.closedAt),
-            }
-        }
-        GpuFlowEscrow::HostRegistered::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::HostRegistered = ev(log)?;
-            Event::Registered {
-                host: e.host,
-                peer_id: e.peerId,
-                registered_at: secs(e.registeredAt),
-            }
-        }
-        _ => return Err(Skip::Unasked),
+    // Only the events asked for are decoded; any other signature is skipped, whatever its data.
+    if !log.topic0().is_some_and(|t| INDEXED.contains(t)) {
+        return Err(Skip::Unasked);
+    }
+    let event = match EscrowEvent::decode(log)? {
+        Some(EscrowEvent::Opened(e)) => Event::Opened {
+            lease: e.leaseId,
+            host: e.host,
+            renter: e.renter,
+            price_per_second: amount(e.pricePerSecond),
+            deposit: amount(e.deposit),
+        },
+        Some(EscrowEvent::Started(e)) => Event::Started {
+            lease: e.leaseId,
+            started_at: secs(e.startedAt),
+        },
+        Some(EscrowEvent::Withdrawn(e)) => Event::Withdrawn {
+            lease: e.leaseId,
+            gross: amount(e.amount).saturating_add(amount(e.fee)),
+        },
+        Some(EscrowEvent::Closed(e)) => Event::Closed {
+            lease: e.leaseId,
+            host: e.host,
+            renter: e.renter,
+            closed_by: e.closedBy,
+            reason: CloseReason::from(e.reason),
+            gross: amount(e.hostAmount).saturating_add(amount(e.fee)),
+            refund: amount(e.refund),
+            closed_at: secs(e.closedAt),
+        },
+        Some(EscrowEvent::Registered(e)) => Event::Registered {
+            host: e.host,
+            peer_id: e.peerId,
+            registered_at: secs(e.registeredAt),
+        },
+        Some(EscrowEvent::ToppedUp(_)) | None => return Err(Skip::Unasked),
     };
     Ok((place, event))
 }

@@ -18,49 +18,9 @@ use crate::beta;
 use crate::coverage::{Coverage, Observed, coverage};
 use crate::params::Params;
 
-/// Why a lease ended, as the escrow's `LeaseClosed` event records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CloseReason {
-    /// The renter closed a running lease that still had money left.
-    RenterClosed,
-    /// The host closed a running lease that still had money left.
-    HostClosed,
-    /// A running lease was closed after its deposit was used up.
-    Depleted,
-    /// A pending lease was closed before the accept timeout (the renter changed its mind).
-    CancelledBeforeStart,
-    /// A pending lease was closed after the host let the accept timeout pass.
-    NeverStarted,
-    /// A value this code does not know (a newer contract); such leases are not scored.
-    Unknown(u8),
-}
-
-impl From<u8> for CloseReason {
-    fn from(v: u8) -> Self {
-        match v {
-            0 => Self::RenterClosed,
-            1 => Self::HostClosed,
-            2 => Self::Depleted,
-            3 => Self::CancelledBeforeStart,
-            4 => Self::NeverStarted,
-            other => Self::Unknown(other),
-        }
-    }
-}
-
-impl CloseReason {
-    /// The contract's numeric value.
-    pub fn code(self) -> u8 {
-        match self {
-            Self::RenterClosed => 0,
-            Self::HostClosed => 1,
-            Self::Depleted => 2,
-            Self::CancelledBeforeStart => 3,
-            Self::NeverStarted => 4,
-            Self::Unknown(v) => v,
-        }
-    }
-}
+/// Why a lease ended, as the escrow's `LeaseClosed` event records it; leases closed for an
+/// [`CloseReason::Unknown`] reason (a newer contract) are not scored.
+pub use gpuflow_protocol::escrow_events::CloseReason;
 
 /// How a closed lease ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

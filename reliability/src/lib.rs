@@ -19,6 +19,7 @@
 //!
 //! `docs/reliability.md` explains the formula with a worked example.
 
+use gpuflow_protocol::backoff;
 pub mod beta;
 pub mod coverage;
 pub mod events;

@@ -114,6 +114,8 @@ pub fn command(name: &str, home: &Path) -> anyhow::Result<Command> {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        // RUST_LOG passes through, so a failing run can be repeated with the programs' logs.
+        .envs(std::env::var_os("RUST_LOG").map(|v| ("RUST_LOG", v)))
         .current_dir(home)
         .kill_on_drop(true);
     Ok(cmd)

@@ -112,20 +112,44 @@ impl ChainView {
     }
 }
 
-/// The `LeaseClosed` event of a closed lease.
+/// Most blocks one `eth_getLogs` call covers: public RPCs refuse wider ranges (often 10k).
+const LOG_RANGE: u64 = 5_000;
+
+/// The `LeaseClosed` event of a closed lease: searched from the block of the lease's `open`
+/// transaction (nothing about the lease can be older), in ranges of [`LOG_RANGE`] blocks.
+/// A lease file without its `open` transaction is searched from block 0.
 pub(crate) async fn closed_event(
     chain: &Chain,
     rec: &LeaseRecord,
 ) -> anyhow::Result<Option<GpuFlowEscrow::LeaseClosed>> {
-    let filter = Filter::new()
-        .address(rec.escrow)
-        .event_signature(GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH)
-        .topic1(rec.lease_id)
-        .from_block(0);
-    let logs = chain.provider.get_logs(&filter).await?;
-    Ok(logs
-        .iter()
-        .find_map(|l| GpuFlowEscrow::LeaseClosed::decode_log_data(&l.inner.data).ok()))
+    let mut from = match rec.open_tx {
+        Some(tx) => chain
+            .provider
+            .get_transaction_receipt(tx)
+            .await?
+            .and_then(|r| r.block_number)
+            .unwrap_or(0),
+        None => 0,
+    };
+    let head = chain.provider.get_block_number().await?;
+    while from <= head {
+        let to = from.saturating_add(LOG_RANGE - 1).min(head);
+        let filter = Filter::new()
+            .address(rec.escrow)
+            .event_signature(GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH)
+            .topic1(rec.lease_id)
+            .from_block(from)
+            .to_block(to);
+        let logs = chain.provider.get_logs(&filter).await?;
+        if let Some(e) = logs
+            .iter()
+            .find_map(|l| GpuFlowEscrow::LeaseClosed::decode_log_data(&l.inner.data).ok())
+        {
+            return Ok(Some(e));
+        }
+        from = to.saturating_add(1);
+    }
+    Ok(None)
 }
 
 /// What the host says about the lease (`None` when it does not answer in time).

@@ -318,7 +318,21 @@ impl RentArgs {
             session.book(net::BOOK_TIMEOUT),
             Chain::connect(&rpc, Some(signer))
         );
-        let (book, chain) = (book.map_err(runtime)?, chain.map_err(runtime)?);
+        let (mut book, chain) = (book.map_err(runtime)?, chain.map_err(runtime)?);
+        // An offer asked for by id but missing from the first answer gets one more sync before
+        // `rent` says it is gone: a peer's book can lag a fresh announcement by a gossip round.
+        if let Some(id) = self.offer.as_deref()
+            && !book
+                .iter()
+                .any(|o| o.id.to_string() == id.to_ascii_lowercase())
+        {
+            tracing::debug!(
+                offer = id,
+                offers = book.len(),
+                "offer not in the book; syncing once more"
+            );
+            book = session.book(net::BOOK_TIMEOUT).await.map_err(runtime)?;
+        }
         let ranking = match &query {
             Some(_) => {
                 steps.step("ranking offers by expected cost (reliability scores)");

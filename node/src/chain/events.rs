@@ -4,6 +4,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 use gpuflow_protocol::escrow::GpuFlowEscrow;
+use gpuflow_protocol::escrow_events::{EscrowEvent, EventAbiError, LogPosition, saturating_secs};
 
 /// Where an event was found on chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,35 +20,8 @@ pub struct EventMeta {
     pub log_index: u64,
 }
 
-/// Why a lease was closed, as recorded in `LeaseClosed` (the contract's `CloseReason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The renter closed a running lease that still had money left.
-    RenterClosed,
-    /// The host closed a running lease that still had money left.
-    HostClosed,
-    /// A running lease was closed after its deposit was used up.
-    Depleted,
-    /// A pending lease was closed before the accept timeout.
-    CancelledBeforeStart,
-    /// A pending lease was closed after the host let the accept timeout pass.
-    NeverStarted,
-    /// A value this node does not know (a newer contract).
-    Unknown(u8),
-}
-
-impl From<u8> for CloseReason {
-    fn from(v: u8) -> Self {
-        match v {
-            0 => CloseReason::RenterClosed,
-            1 => CloseReason::HostClosed,
-            2 => CloseReason::Depleted,
-            3 => CloseReason::CancelledBeforeStart,
-            4 => CloseReason::NeverStarted,
-            other => CloseReason::Unknown(other),
-        }
-    }
-}
+/// Why a lease was closed (the contract's `CloseReason`); shared with the reliability indexer.
+pub use gpuflow_protocol::escrow_events::CloseReason;
 
 /// A lease event concerning this host. Amounts are token base units.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,11 +142,6 @@ pub(crate) const BY_HOST: [B256; 4] = [
 /// `LeaseToppedUp` does not name the host; the watcher matches it on its lease set.
 pub(crate) const TOPPED_UP: B256 = GpuFlowEscrow::LeaseToppedUp::SIGNATURE_HASH;
 
-/// Timestamps are uint256 on chain; real ones fit in u64.
-fn secs(v: U256) -> u64 {
-    u64::try_from(v).unwrap_or(u64::MAX)
-}
-
 /// Why a log could not be turned into an event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -191,76 +160,70 @@ pub enum DecodeError {
     },
 }
 
+impl From<EventAbiError> for DecodeError {
+    fn from(e: EventAbiError) -> Self {
+        DecodeError::Abi {
+            event: e.event,
+            source: e.source,
+        }
+    }
+}
+
 /// Decodes one escrow log. `Ok(None)` for an event the watcher does not follow.
 pub(crate) fn decode(log: &Log) -> Result<Option<(EventMeta, LeaseEvent)>, DecodeError> {
+    let pos = LogPosition::of(log).ok_or(DecodeError::Unplaced)?;
     let meta = EventMeta {
-        block_number: log.block_number.ok_or(DecodeError::Unplaced)?,
-        block_hash: log.block_hash.ok_or(DecodeError::Unplaced)?,
-        tx_hash: log.transaction_hash.ok_or(DecodeError::Unplaced)?,
-        log_index: log.log_index.ok_or(DecodeError::Unplaced)?,
+        block_number: pos.block_number,
+        block_hash: pos.block_hash.ok_or(DecodeError::Unplaced)?,
+        tx_hash: pos.tx_hash.ok_or(DecodeError::Unplaced)?,
+        log_index: pos.log_index,
     };
-    let Some(&topic0) = log.topic0() else {
+    // Only the events the watcher asks for are decoded; any other log is passed over, whatever
+    // its data.
+    if !log
+        .topic0()
+        .is_some_and(|t| BY_HOST.contains(t) || *t == TOPPED_UP)
+    {
         return Ok(None);
-    };
-    fn ev<E: SolEvent>(log: &Log) -> Result<E, DecodeError> {
-        E::decode_log_data(&log.inner.data).map_err(|source| DecodeError::Abi {
-            event: E::SIGNATURE,
-            source,
-        })
     }
-    let event = match topic0 {
-        GpuFlowEscrow::LeaseOpened::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseOpened = ev(log)?;
-            LeaseEvent::Opened {
-                lease: e.leaseId,
-                renter: e.renter,
-                price_per_second: e.pricePerSecond,
-                deposit: e.deposit,
-                max_duration: e.maxDuration,
-                nonce: e.nonce,
-                spec_hash: e.specHash,
-            }
-        }
-        GpuFlowEscrow::LeaseStarted::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseStarted = ev(log)?;
-            LeaseEvent::Started {
-                lease: e.leaseId,
-                renter: e.renter,
-                started_at: secs(e.startedAt),
-            }
-        }
-        GpuFlowEscrow::LeaseToppedUp::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseToppedUp = ev(log)?;
-            LeaseEvent::ToppedUp {
-                lease: e.leaseId,
-                from: e.from,
-                amount: e.amount,
-                new_deposit: e.newDeposit,
-            }
-        }
-        GpuFlowEscrow::Withdrawn::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::Withdrawn = ev(log)?;
-            LeaseEvent::Withdrawn {
-                lease: e.leaseId,
-                amount: e.amount,
-                fee: e.fee,
-            }
-        }
-        GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH => {
-            let e: GpuFlowEscrow::LeaseClosed = ev(log)?;
-            LeaseEvent::Closed {
-                lease: e.leaseId,
-                renter: e.renter,
-                closed_by: e.closedBy,
-                reason: CloseReason::from(e.reason),
-                host_amount: e.hostAmount,
-                fee: e.fee,
-                refund: e.refund,
-                started_at: secs(e.startedAt),
-                closed_at: secs(e.closedAt),
-            }
-        }
-        _ => return Ok(None),
+    let event = match EscrowEvent::decode(log)? {
+        Some(EscrowEvent::Opened(e)) => LeaseEvent::Opened {
+            lease: e.leaseId,
+            renter: e.renter,
+            price_per_second: e.pricePerSecond,
+            deposit: e.deposit,
+            max_duration: e.maxDuration,
+            nonce: e.nonce,
+            spec_hash: e.specHash,
+        },
+        Some(EscrowEvent::Started(e)) => LeaseEvent::Started {
+            lease: e.leaseId,
+            renter: e.renter,
+            started_at: saturating_secs(e.startedAt),
+        },
+        Some(EscrowEvent::ToppedUp(e)) => LeaseEvent::ToppedUp {
+            lease: e.leaseId,
+            from: e.from,
+            amount: e.amount,
+            new_deposit: e.newDeposit,
+        },
+        Some(EscrowEvent::Withdrawn(e)) => LeaseEvent::Withdrawn {
+            lease: e.leaseId,
+            amount: e.amount,
+            fee: e.fee,
+        },
+        Some(EscrowEvent::Closed(e)) => LeaseEvent::Closed {
+            lease: e.leaseId,
+            renter: e.renter,
+            closed_by: e.closedBy,
+            reason: CloseReason::from(e.reason),
+            host_amount: e.hostAmount,
+            fee: e.fee,
+            refund: e.refund,
+            started_at: saturating_secs(e.startedAt),
+            closed_at: saturating_secs(e.closedAt),
+        },
+        Some(EscrowEvent::Registered(_)) | None => return Ok(None),
     };
     Ok(Some((meta, event)))
 }

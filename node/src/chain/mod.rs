@@ -6,7 +6,7 @@
 //! - [`tx`]: `start`, `withdrawMany` and `close` from the host wallet, simulated before they are
 //!   sent so a reverting call never costs gas.
 
-pub(crate) mod backoff;
+pub(crate) use gpuflow_protocol::backoff;
 pub mod cursor;
 pub mod events;
 pub mod tx;

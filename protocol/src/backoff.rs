@@ -1,11 +1,12 @@
-//! Retry delays for the chain watcher: exponential, jittered, seedable.
+//! Retry delays for chain followers (the node's watcher, the reliability indexer):
+//! exponential, jittered, seedable. Pure arithmetic, no clock and no I/O.
 
 use std::time::Duration;
 
 /// Exponential backoff with "equal jitter": each delay is uniform in [d/2, d] where d doubles
 /// from `min` up to `max`. Never below `min / 2`, so never a tight loop.
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
@@ -13,7 +14,8 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration, seed: u64) -> Self {
+    /// Delays from `min` doubling up to `max`; `seed` makes the jitter reproducible.
+    pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
         Self {
             min: min.max(Duration::from_millis(1)),
             max: max.max(min),
@@ -22,7 +24,8 @@ impl Backoff {
         }
     }
 
-    pub(crate) fn reset(&mut self) {
+    /// Back to `min` (after a success).
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
@@ -35,7 +38,8 @@ impl Backoff {
         z ^ (z >> 31)
     }
 
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    /// The next delay to wait before retrying.
+    pub fn next_delay(&mut self) -> Duration {
         let factor = 1u32 << self.attempt.min(20);
         let d = self.min.saturating_mul(factor).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
