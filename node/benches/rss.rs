@@ -96,8 +96,8 @@ fn main() {
         .env("HOME", dir.path())
         .env("GPUFLOW_HOST_PRIVATE_KEY", format!("0x{}", "11".repeat(32)))
         .env("RUST_LOG", "warn")
-        // Measured as before the API existed, and no clash with a node on the default port.
-        .env("GPUFLOW_API_ADDR", "off")
+        // The API runs, as it does by default; on a free port, so no clash with a node on 8686.
+        .env("GPUFLOW_API_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
