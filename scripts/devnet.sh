@@ -93,6 +93,10 @@ stop_pids() {
 
 cleanup() {
   trap - INT TERM EXIT
+  # Whoever read our stdout may be gone (a test that failed and exited): a write to the closed
+  # pipe must not kill the clean-up half way and orphan the workloads.
+  trap '' PIPE
+  set +e
   echo
   echo "stopping devnet..."
   [ "${#node_pids[@]}" -gt 0 ] && stop_pids "${node_pids[@]}"
