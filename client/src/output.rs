@@ -23,30 +23,7 @@ JSON output (--json) is an object {\"book_size\": N, \"offers\": [...]}; each of
   min_duration_secs, max_duration_secs, templates, seq, issued_at, expires_at.
 Fields are only ever added, never renamed or removed.";
 
-/// A token amount for JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Amount {
-    /// The integer in base units, as a decimal string.
-    pub(crate) base_units: String,
-    /// The same amount in token units, exact.
-    pub(crate) formatted: String,
-}
-
-impl Amount {
-    pub(crate) fn new(units: u128, decimals: u8) -> Self {
-        Self {
-            base_units: units.to_string(),
-            formatted: format_units(U256::from(units), decimals),
-        }
-    }
-
-    pub(crate) fn from_u256(units: U256, decimals: u8) -> Self {
-        Self {
-            base_units: units.to_string(),
-            formatted: format_units(units, decimals),
-        }
-    }
-}
+pub(crate) use gpuflow_protocol::money::Amount;
 
 /// One offer in `--json` output (see [`JSON_FIELDS_HELP`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,6 +1,33 @@
 //! Token amounts: integers in base units end to end, formatted only at the edge.
 
 use alloy::primitives::U256;
+use serde::Serialize;
+
+/// An amount as JSON shows it to people and scripts: the exact integer in base units as a
+/// decimal string (a JavaScript number would round above 2^53) and the same amount in token
+/// units. The CLI's `--json` and the node's API both use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Amount {
+    /// The integer in base units, as a decimal string.
+    pub base_units: String,
+    /// The same amount in token units, exact.
+    pub formatted: String,
+}
+
+impl Amount {
+    /// `units` base units of a token with `decimals` decimals.
+    pub fn new(units: u128, decimals: u8) -> Self {
+        Self::from_u256(U256::from(units), decimals)
+    }
+
+    /// [`Amount::new`] for a `U256`.
+    pub fn from_u256(units: U256, decimals: u8) -> Self {
+        Self {
+            base_units: units.to_string(),
+            formatted: format_units(units, decimals),
+        }
+    }
+}
 
 /// Formats `amount` base units of a token with `decimals` decimals, exactly (no float), with
 /// trailing zeros trimmed but at least two decimals: `format_units(1_234_500, 6)` is `"1.2345"`.

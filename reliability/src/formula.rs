@@ -60,7 +60,8 @@ pub struct LeaseRecord {
 }
 
 /// What a lease's outcome is, for counting and display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// The renter closed it, or its money ran out: the host served what was paid for.
     NormalEnd,
@@ -74,6 +75,20 @@ pub enum OutcomeKind {
     Running,
     /// Closed for a reason this code does not know; not scored.
     Unknown,
+}
+
+impl OutcomeKind {
+    /// The name JSON and tables show (`normal_end`, `host_closed`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NormalEnd => "normal_end",
+            Self::HostClosed => "host_closed",
+            Self::NeverStarted => "never_started",
+            Self::Cancelled => "cancelled",
+            Self::Running => "running",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// A lease's value and outcome.
@@ -155,7 +170,7 @@ pub fn outcome(r: &LeaseRecord, p: &Params) -> Outcome {
 }
 
 /// Leases of one host by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OutcomeCounts {
     /// See [`OutcomeKind::NormalEnd`].
     pub normal_end: u64,

@@ -29,6 +29,7 @@ pub mod params;
 pub mod rank;
 pub mod receipts;
 mod store;
+pub mod view;
 
 pub use formula::{
     CloseReason, Contribution, HostReport, HostScore, LeaseEnd, LeaseRecord, Outcome,

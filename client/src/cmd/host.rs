@@ -15,16 +15,18 @@ use anyhow::anyhow;
 use gpuflow_p2p::PeerId;
 use gpuflow_protocol::money::format_units;
 use gpuflow_protocol::offer::VerifiedOffer;
-use gpuflow_reliability::{
-    HostHistory, HostScore, Indexer, IndexerConfig, OutcomeKind, Params, ScoreReader,
-};
+use gpuflow_reliability::view::HostView;
+use gpuflow_reliability::{HostHistory, HostScore, Indexer, IndexerConfig, Params, ScoreReader};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::Failure;
 use crate::bootstrap;
 use crate::net::{self, NetArgs, env};
-use crate::output::{Amount, short_duration, table};
+use crate::output::{short_duration, table};
+
+/// How long a score sync may take by default before the cache is used as it is.
+pub(crate) const SCORES_TIMEOUT_SECS: u64 = 60;
 
 /// Where reliability scores come from: the chain RPC and the escrow whose events are indexed.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,7 +45,7 @@ pub(crate) struct ScoreArgs {
     #[arg(long, value_name = "BLOCK")]
     pub(crate) deploy_block: Option<u64>,
     /// Give up syncing scores after this many seconds and use what the cache has.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = SCORES_TIMEOUT_SECS)]
     pub(crate) scores_timeout: u64,
 }
 
@@ -227,62 +229,12 @@ pub(crate) struct HostArgs {
     net: NetArgs,
 }
 
-#[derive(Serialize)]
-struct JsonLease {
-    lease_id: String,
-    renter: String,
-    outcome: &'static str,
-    paid: Amount,
-    value: Amount,
-    good: Option<f64>,
-    decay: f64,
-    credibility: f64,
-    cap_factor: f64,
-    weight: f64,
-    opened_at: u64,
-    started_at: Option<u64>,
-    closed_at: Option<u64>,
-    /// Verified renter-signed receipts counted in `good`.
-    receipts: usize,
-}
-
+/// `--json`: the host's view as the node's API shows it too, and where the scores came from.
 #[derive(Serialize)]
 struct JsonHost {
-    host: String,
-    peer_id: Option<String>,
-    registered_at: Option<u64>,
-    first_seen: Option<u64>,
-    leases: u64,
-    outcomes: HashMap<&'static str, u64>,
-    volume: Amount,
-    score: JsonScore,
-    history: Vec<JsonLease>,
+    #[serde(flatten)]
+    view: HostView,
     index: ScoreSource,
-    /// Receipts this host published that did not verify (not its renter's, unpaid lease).
-    ignored_receipts: u64,
-}
-
-#[derive(Serialize)]
-struct JsonScore {
-    reliability: f64,
-    rank: f64,
-    alpha: f64,
-    beta: f64,
-    evidence: f64,
-    prior_mean: f64,
-    prior_strength: Amount,
-    rank_quantile: f64,
-}
-
-fn outcome_name(k: OutcomeKind) -> &'static str {
-    match k {
-        OutcomeKind::NormalEnd => "normal_end",
-        OutcomeKind::HostClosed => "host_closed",
-        OutcomeKind::NeverStarted => "never_started",
-        OutcomeKind::Cancelled => "cancelled",
-        OutcomeKind::Running => "running",
-        OutcomeKind::Unknown => "unknown",
-    }
 }
 
 impl HostArgs {
@@ -352,65 +304,9 @@ impl HostArgs {
 }
 
 fn json(h: &HostHistory, source: ScoreSource) -> JsonHost {
-    let s = &h.report.score;
-    let d = h.params.decimals;
-    let o = &s.outcomes;
-    let by_id: HashMap<_, _> = h.leases.iter().map(|r| (r.lease_id, r)).collect();
     JsonHost {
-        host: h.report.host.to_string(),
-        peer_id: h
-            .peer_id
-            .as_ref()
-            .and_then(|p| PeerId::from_bytes(p).ok())
-            .map(|p| p.to_string()),
-        registered_at: h.registered_at,
-        first_seen: s.first_seen,
-        leases: s.leases,
-        outcomes: HashMap::from([
-            ("normal_end", o.normal_end),
-            ("host_closed", o.host_closed),
-            ("never_started", o.never_started),
-            ("cancelled", o.cancelled),
-            ("running", o.running),
-            ("unknown", o.unknown),
-        ]),
-        volume: Amount::new(s.volume, d),
-        score: JsonScore {
-            reliability: s.reliability,
-            rank: s.rank,
-            alpha: s.alpha,
-            beta: s.beta,
-            evidence: s.evidence,
-            prior_mean: h.params.prior_mean,
-            prior_strength: Amount::new(h.params.prior_strength, d),
-            rank_quantile: h.params.rank_quantile,
-        },
-        history: h
-            .report
-            .contributions
-            .iter()
-            .map(|c| {
-                let r = by_id.get(&c.lease_id);
-                JsonLease {
-                    lease_id: c.lease_id.to_string(),
-                    renter: c.renter.to_string(),
-                    outcome: outcome_name(c.outcome.kind),
-                    paid: Amount::new(r.map_or(0, |r| r.paid), d),
-                    value: Amount::new(c.outcome.value, d),
-                    good: c.outcome.good,
-                    decay: c.decay,
-                    credibility: c.credibility,
-                    cap_factor: c.cap_factor,
-                    weight: c.weight,
-                    opened_at: r.map_or(0, |r| r.opened_at),
-                    started_at: r.and_then(|r| r.started_at),
-                    closed_at: c.closed_at,
-                    receipts: c.outcome.coverage.receipts,
-                }
-            })
-            .collect(),
+        view: HostView::of(h),
         index: source,
-        ignored_receipts: h.ignored_receipts,
     }
 }
 
@@ -460,7 +356,7 @@ fn text(h: &HostHistory, now: u64) -> String {
             vec![
                 c.lease_id.to_string()[..10].to_owned(),
                 c.renter.to_string(),
-                outcome_name(c.outcome.kind).into(),
+                c.outcome.kind.name().into(),
                 fmt(c.outcome.value),
                 c.outcome.good.map_or("-".into(), |g| format!("{g:.3}")),
                 format!("{:.3}", c.decay),

@@ -18,7 +18,7 @@ use gpuflow_protocol::query::{EvalCtx, Query, SortSpec};
 use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, QuoteRequest, SignedQuote, code};
 use gpuflow_reliability::rank::{Candidate, rank_for_rent};
 
-use super::host::{ScoreArgs, Scores, load_scores};
+use super::host::{SCORES_TIMEOUT_SECS, ScoreArgs, Scores, load_scores};
 use super::rent_check::{Cost, Expect, hours_to_secs, verify_quote};
 use super::rent_pay::{self, Funding};
 use crate::chain::Chain;
@@ -168,7 +168,7 @@ impl Ranking {
             rpc_url: peers.rpc_url.clone(),
             escrow: None,
             deploy_block: None,
-            scores_timeout: 60,
+            scores_timeout: SCORES_TIMEOUT_SECS,
         };
         let scores = load_scores(&args, peers.config.as_deref(), offers, quiet).await;
         let failed = match &scores.reader {

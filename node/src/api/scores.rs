@@ -6,61 +6,18 @@
 //! new), and 503 on a node without a chain RPC; an unknown host is a 404, a malformed address a
 //! 400. Amounts are `{"base_units": "…", "formatted": "…"}` as in the CLI's JSON.
 
-use std::collections::HashMap;
-
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::Json;
-use gpuflow_protocol::money::format_units;
-use gpuflow_reliability::{HostHistory, IndexerError, OutcomeCounts, OutcomeKind};
-use libp2p::PeerId;
+use gpuflow_protocol::money::Amount;
+use gpuflow_reliability::{self as reliability, HostHistory, IndexerError, OutcomeCounts};
 use serde::Serialize;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::view::NodeError;
 use crate::scores::{IndexProgress, ScoreIndex};
-
-/// An amount in token base units, exact and formatted (as the CLI's `--json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Amount {
-    base_units: String,
-    formatted: String,
-}
-
-impl Amount {
-    fn new(units: u128, decimals: u8) -> Self {
-        Self {
-            base_units: units.to_string(),
-            formatted: format_units(U256::from(units), decimals),
-        }
-    }
-}
-
-/// Lease counts by outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Outcomes {
-    normal_end: u64,
-    host_closed: u64,
-    never_started: u64,
-    cancelled: u64,
-    running: u64,
-    unknown: u64,
-}
-
-impl From<&OutcomeCounts> for Outcomes {
-    fn from(o: &OutcomeCounts) -> Self {
-        Self {
-            normal_end: o.normal_end,
-            host_closed: o.host_closed,
-            never_started: o.never_started,
-            cancelled: o.cancelled,
-            running: o.running,
-            unknown: o.unknown,
-        }
-    }
-}
 
 /// `GET /reliability`.
 #[derive(Debug, Serialize)]
@@ -75,123 +32,27 @@ pub(crate) struct OwnScore {
     beta: f64,
     evidence: f64,
     leases: u64,
-    outcomes: Outcomes,
+    outcomes: OutcomeCounts,
     volume: Amount,
     first_seen: Option<u64>,
     registered_at: Option<u64>,
     index: IndexProgress,
 }
 
-/// `GET /hosts/{address}`: `gpuflow host --json` plus `at`.
+/// `GET /hosts/{address}`: `gpuflow host --json` (the same [`reliability::view::HostView`]),
+/// with the index's progress and the time the score was computed at.
 #[derive(Debug, Serialize)]
 pub(crate) struct HostView {
-    host: String,
-    peer_id: Option<String>,
-    registered_at: Option<u64>,
-    first_seen: Option<u64>,
-    leases: u64,
-    outcomes: Outcomes,
-    volume: Amount,
-    score: ScoreView,
-    history: Vec<LeaseView>,
+    #[serde(flatten)]
+    view: reliability::view::HostView,
     index: IndexProgress,
-    ignored_receipts: u64,
     at: u64,
 }
 
-#[derive(Debug, Serialize)]
-struct ScoreView {
-    reliability: f64,
-    rank: f64,
-    alpha: f64,
-    beta: f64,
-    evidence: f64,
-    prior_mean: f64,
-    prior_strength: Amount,
-    rank_quantile: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct LeaseView {
-    lease_id: String,
-    renter: String,
-    outcome: &'static str,
-    paid: Amount,
-    value: Amount,
-    good: Option<f64>,
-    decay: f64,
-    credibility: f64,
-    cap_factor: f64,
-    weight: f64,
-    opened_at: u64,
-    started_at: Option<u64>,
-    closed_at: Option<u64>,
-    receipts: usize,
-}
-
-fn outcome_name(k: OutcomeKind) -> &'static str {
-    match k {
-        OutcomeKind::NormalEnd => "normal_end",
-        OutcomeKind::HostClosed => "host_closed",
-        OutcomeKind::NeverStarted => "never_started",
-        OutcomeKind::Cancelled => "cancelled",
-        OutcomeKind::Running => "running",
-        OutcomeKind::Unknown => "unknown",
-    }
-}
-
 fn host_view(h: &HostHistory, index: IndexProgress, at: u64) -> HostView {
-    let s = &h.report.score;
-    let d = h.params.decimals;
-    let by_id: HashMap<_, _> = h.leases.iter().map(|r| (r.lease_id, r)).collect();
     HostView {
-        host: h.report.host.to_string(),
-        peer_id: h
-            .peer_id
-            .as_ref()
-            .and_then(|p| PeerId::from_bytes(p).ok())
-            .map(|p| p.to_string()),
-        registered_at: h.registered_at,
-        first_seen: s.first_seen,
-        leases: s.leases,
-        outcomes: Outcomes::from(&s.outcomes),
-        volume: Amount::new(s.volume, d),
-        score: ScoreView {
-            reliability: s.reliability,
-            rank: s.rank,
-            alpha: s.alpha,
-            beta: s.beta,
-            evidence: s.evidence,
-            prior_mean: h.params.prior_mean,
-            prior_strength: Amount::new(h.params.prior_strength, d),
-            rank_quantile: h.params.rank_quantile,
-        },
-        history: h
-            .report
-            .contributions
-            .iter()
-            .map(|c| {
-                let r = by_id.get(&c.lease_id);
-                LeaseView {
-                    lease_id: c.lease_id.to_string(),
-                    renter: c.renter.to_string(),
-                    outcome: outcome_name(c.outcome.kind),
-                    paid: Amount::new(r.map_or(0, |r| r.paid), d),
-                    value: Amount::new(c.outcome.value, d),
-                    good: c.outcome.good,
-                    decay: c.decay,
-                    credibility: c.credibility,
-                    cap_factor: c.cap_factor,
-                    weight: c.weight,
-                    opened_at: r.map_or(0, |r| r.opened_at),
-                    started_at: r.and_then(|r| r.started_at),
-                    closed_at: c.closed_at,
-                    receipts: c.outcome.coverage.receipts,
-                }
-            })
-            .collect(),
+        view: reliability::view::HostView::of(h),
         index,
-        ignored_receipts: h.ignored_receipts,
         at,
     }
 }
@@ -207,7 +68,7 @@ fn own_score(h: &HostHistory, index: IndexProgress, at: u64) -> OwnScore {
         beta: s.beta,
         evidence: s.evidence,
         leases: s.leases,
-        outcomes: Outcomes::from(&s.outcomes),
+        outcomes: s.outcomes,
         volume: Amount::new(s.volume, h.params.decimals),
         first_seen: s.first_seen,
         registered_at: h.registered_at,
