@@ -166,9 +166,35 @@ fn proc_stat(pid: u32) -> Option<(char, u64)> {
     read_stat(pid).map(|s| (s.state, s.start))
 }
 
-/// The process `pid` exists, has not ended (not a zombie) and is the one started at `start`.
+/// The process `pid` exists, has not ended and is the one started at `start`.
+///
+/// "Ended" means every thread has: a multi-threaded program's main thread can be a zombie
+/// while its other threads still exit, and until the last one does its files — listening
+/// sockets included — stay open. So a zombie main thread counts as alive while any thread in
+/// `/proc/<pid>/task` is not a zombie.
 fn alive(pid: u32, start: u64) -> bool {
-    matches!(proc_stat(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
+    let ended = |state: char| state == 'Z' || state == 'X';
+    match proc_stat(pid) {
+        Some((state, s)) if s == start => !ended(state) || threads_running(pid, ended),
+        _ => false,
+    }
+}
+
+/// Whether any thread of `pid` is in a state `ended` says is not ended.
+fn threads_running(pid: u32, ended: impl Fn(char) -> bool) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // The state follows the command name, which ends at the last ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_some_and(|state| !ended(state))
+    })
 }
 
 /// Whether the process environment names `lease`. `None` if the environment is unreadable.
