@@ -125,8 +125,23 @@ done
 "$tools/cast" chain-id --rpc-url "$rpc" >/dev/null
 
 echo "deploying the mock stablecoin and GpuFlowEscrow (log: $state_dir/deploy.log)"
-(cd "$root/contracts" && "$tools/forge" script script/Deploy.s.sol --rpc-url "$rpc" \
-  --broadcast --private-key "$deployer_key" >"$state_dir/deploy.log" 2>&1) || {
+: >"$state_dir/deploy.log"
+# The deploy script deploys the freely mintable mock by itself only on chain id 31337; on any
+# other id it needs every role named, so a devnet on another id creates the mock here first.
+deploy_env=()
+if [ "$chain_id" != 31337 ]; then
+  deployer_addr="$("$tools/cast" wallet address --private-key "$deployer_key")"
+  mock="$(cd "$root/contracts" && "$tools/forge" create src/MockStablecoin.sol:MockStablecoin \
+    --rpc-url "$rpc" --private-key "$deployer_key" --broadcast 2>>"$state_dir/deploy.log" |
+    tee -a "$state_dir/deploy.log" | sed -n 's/^Deployed to: *//p')"
+  [ -n "$mock" ] || {
+    echo "error: deploying the mock stablecoin failed; see $state_dir/deploy.log" >&2
+    exit 1
+  }
+  deploy_env=("TOKEN=$mock" "TREASURY=$deployer_addr" "GUARDIAN=$deployer_addr")
+fi
+(cd "$root/contracts" && env "${deploy_env[@]}" "$tools/forge" script script/Deploy.s.sol \
+  --rpc-url "$rpc" --broadcast --private-key "$deployer_key" >>"$state_dir/deploy.log" 2>&1) || {
   echo "error: deployment failed; see $state_dir/deploy.log" >&2
   exit 1
 }

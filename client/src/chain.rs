@@ -55,6 +55,8 @@ pub(crate) struct Chain {
     pub(crate) chain_id: u64,
     /// The signing wallet's address (zero for a read-only connection).
     pub(crate) me: Address,
+    /// The signing wallet, for signatures that are not transactions (EIP-2612 permits).
+    pub(crate) signer: Option<PrivateKeySigner>,
 }
 
 impl Chain {
@@ -69,7 +71,7 @@ impl Chain {
         let me = signer
             .as_ref()
             .map_or(Address::ZERO, PrivateKeySigner::address);
-        let provider = match signer {
+        let provider = match signer.clone() {
             Some(s) => ProviderBuilder::new().wallet(s).connect_http(url).erased(),
             None => ProviderBuilder::new().connect_http(url).erased(),
         };
@@ -81,6 +83,7 @@ impl Chain {
             rpc: rpc.to_owned(),
             chain_id,
             me,
+            signer,
         })
     }
 
@@ -224,6 +227,16 @@ pub(crate) fn explain_revert(data: &[u8]) -> Option<String> {
         ),
         GpuFlowEscrowErrors::NonceCancelled(_) => {
             "the host cancelled this quote; run the command again for a fresh one".into()
+        }
+        GpuFlowEscrowErrors::DepositBelowMinimum(x) => format!(
+            "the deposit {} is below the host's minimum of {} (price × its shortest lease); \
+             rent for longer (--hours)",
+            x.deposit, x.minimum
+        ),
+        GpuFlowEscrowErrors::PermitFailed(_) => {
+            "the token refused the permit signature and the allowance does not cover the \
+             deposit; nothing was opened: run the command again"
+                .into()
         }
         GpuFlowEscrowErrors::WrongSigner(_) | GpuFlowEscrowErrors::SignatureMalformed(_) => {
             "the escrow rejected the host's signature; rent another offer".into()

@@ -12,6 +12,7 @@ mod home;
 mod hostwait;
 mod net;
 mod output;
+mod permit;
 mod receipts;
 mod steps;
 mod store;

@@ -161,8 +161,8 @@ pub(crate) fn offers_table(
     host: &dyn Fn(&VerifiedOffer) -> HostCols,
 ) -> String {
     let header = [
-        "GPU", "N", "VRAM", "$/GPU/H", "$/H", "RELIAB", "LEASES", "AGE", "REGION", "VERIFIED",
-        "OFFER ID",
+        "GPU", "N", "VRAM", "$/GPU/H", "$/H", "MIN", "RELIAB", "LEASES", "AGE", "REGION",
+        "VERIFIED", "OFFER ID",
     ];
     let rows: Vec<Vec<String>> = offers
         .iter()
@@ -175,6 +175,7 @@ pub(crate) fn offers_table(
                 gib(o.gpu.vram_mib),
                 format_units(U256::from(o.price_per_gpu_hour), o.token_decimals),
                 format_units(U256::from(o.price_per_hour()), o.token_decimals),
+                short_duration(o.min_duration_secs),
                 format!("{:.2}{}", h.reliability, if h.scored { "" } else { "*" }),
                 h.leases.to_string(),
                 short_duration(h.age_secs),
@@ -216,11 +217,13 @@ mod tests {
         });
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("GPU"), "{t}");
+        assert!(lines[0].contains("  MIN  "), "{t}");
         for want in [
             "RTX_4090",
             "24 GB",
             "0.400001",
             "0.800002",
+            "  1m  ",
             "0.60*",
             "  3  ",
             "DE",

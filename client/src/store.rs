@@ -18,7 +18,7 @@ use crate::home;
 /// Everything the CLI needs to act on one lease later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {
-    /// The lease id (EIP-712 digest of the quote).
+    /// The lease id (`gpuflow_protocol::escrow::lease_id`).
     pub(crate) lease_id: B256,
     /// Chain of the escrow.
     pub(crate) chain_id: u64,
@@ -162,6 +162,7 @@ mod tests {
                 host: Address::repeat_byte(4),
                 renter: Address::repeat_byte(3),
                 price_per_second: U256::from(111u64),
+                min_duration: U256::from(600u64),
                 max_duration: U256::from(3600u64),
                 expiry: U256::from(9u64),
                 nonce: U256::from(1u64),

@@ -2,9 +2,11 @@
 pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -14,10 +16,17 @@ import {PackedLease, PackedLeaseLib} from "./PackedLease.sol";
 /// @title GpuFlowEscrow
 /// @notice Escrow for GPUFlow leases. See IGpuFlowEscrow for the interface and DESIGN.md §6 for
 /// the requirements.
-/// @dev Gas shapes the storage: a lease is one packed slot and its id is the EIP-712 digest of the
-/// host's quote, so the quote's other terms never touch storage. Every call after `open` passes the
-/// quote again; recomputing the digest proves the terms, because only `open` with a valid host
-/// signature can create a slot at that id. Money owed by the contract is, at all times:
+/// @notice Time: billing is per second of `block.timestamp`, and the contract trusts the chain's
+/// clock. On rollups the sequencer sets block timestamps within the chain's bounds (Arbitrum
+/// accepts up to 1 hour into the future and several hours into the past; OP-stack chains such as
+/// Base let the sequencer set them too), so there a sequencer can shift billed time, and with it
+/// the accept timeout and quote expiry. Renters and hosts accept the clock of the chain they use.
+/// @dev Gas shapes the storage: a lease is one packed slot and its id is a hash of the host's quote
+/// (keccak256(abi.encode(address(this), EIP-712 struct hash)), see `leaseIdOf`), so the quote's
+/// other terms never touch storage. Every call after `open` passes the quote again; recomputing the
+/// id proves the terms, because only `open` with a valid host signature over the quote's EIP-712
+/// digest can create a slot at that id. The id leaves out the chain id (the signature binds it),
+/// so leases stay reachable if the chain id changes. Money owed by the contract is, at all times:
 ///   sum over live leases of (deposit - paid to host) + sum of claimable + fees + bonds,
 /// and the token balance never drops below it (tested as an invariant).
 contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTransient {
@@ -31,7 +40,7 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
     uint256 public constant MAX_PEER_ID_LENGTH = 128;
     /// @notice keccak256 of the EIP-712 Quote type string.
     bytes32 public constant QUOTE_TYPEHASH = keccak256(
-        "Quote(address host,address renter,uint256 pricePerSecond,uint256 maxDuration,uint256 expiry,uint256 nonce,bytes32 specHash)"
+        "Quote(address host,address renter,uint256 pricePerSecond,uint256 minDuration,uint256 maxDuration,uint256 expiry,uint256 nonce,bytes32 specHash)"
     );
 
     uint256 private constant BPS = 10_000;
@@ -98,27 +107,27 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         whenNotPaused
         returns (bytes32 leaseId)
     {
-        if (msg.sender != q.renter) revert NotRenter(msg.sender, q.renter);
-        if (block.timestamp > q.expiry) revert QuoteExpired(q.expiry, block.timestamp);
-        uint256 min = minNonce[q.host];
-        if (q.nonce < min) revert NonceCancelled(q.nonce, min);
-        if (q.pricePerSecond > type(uint64).max) revert PriceTooHigh(q.pricePerSecond);
-        if (deposit == 0) revert ZeroAmount();
-        _checkDeposit(q, deposit);
-
-        leaseId = _leaseId(q);
-        // Every opened lease has a non-zero status, so a non-zero slot means "already opened".
-        if (!_leases[leaseId].isEmpty()) revert LeaseExists(leaseId);
-        _checkSignature(leaseId, sig, q.host);
-
-        _leases[leaseId] = PackedLeaseLib.pack(deposit, q.pricePerSecond, block.timestamp, 0, LeaseStatus.Pending);
-        _pull(msg.sender, deposit);
-        emit LeaseOpened(leaseId, q.host, q.renter, q.pricePerSecond, deposit, q.maxDuration, q.nonce, q.specHash);
+        leaseId = _open(q, sig, deposit);
     }
 
     /// @inheritdoc IGpuFlowEscrow
-    /// @dev No reentrancy guard: `start` makes no external call and moves no tokens.
-    function start(Quote calldata q) external {
+    function openWithPermit(
+        Quote calldata q,
+        bytes calldata sig,
+        uint256 deposit,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant whenNotPaused returns (bytes32 leaseId) {
+        _permit(deposit, permitDeadline, v, r, s);
+        leaseId = _open(q, sig, deposit);
+    }
+
+    /// @inheritdoc IGpuFlowEscrow
+    /// @dev Guarded although it makes no external call: otherwise a host contract could start a
+    /// lease from a token hook inside `open`'s pull, before `open` emitted `LeaseOpened`.
+    function start(Quote calldata q) external nonReentrant {
         if (msg.sender != q.host) revert NotHost(msg.sender, q.host);
         bytes32 leaseId = _leaseId(q);
         PackedLease l = _leases[leaseId];
@@ -134,24 +143,16 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
 
     /// @inheritdoc IGpuFlowEscrow
     function topUp(Quote calldata q, uint256 amount) external nonReentrant {
-        if (amount == 0) revert ZeroAmount();
-        bytes32 leaseId = _leaseId(q);
-        PackedLease l = _leases[leaseId];
-        LeaseStatus status = l.status();
-        if (status == LeaseStatus.Running) {
-            // Once accrual reached the deposit the host stopped serving; money added now would pay
-            // for the gap, because accrual always counts from startedAt.
-            if (l.accruedAt(block.timestamp) == l.deposit()) revert DepositExhausted(leaseId);
-        } else if (status != LeaseStatus.Pending) {
-            _revertStatus(leaseId, status);
-        }
-        uint256 newDeposit = l.deposit() + amount;
-        _checkDeposit(q, newDeposit);
+        _topUp(q, amount);
+    }
 
-        // Adding to the low 96 bits leaves the other fields as they are: newDeposit fits in 96 bits.
-        _leases[leaseId] = PackedLease.wrap(PackedLease.unwrap(l) + amount);
-        _pull(msg.sender, amount);
-        emit LeaseToppedUp(leaseId, msg.sender, amount, newDeposit);
+    /// @inheritdoc IGpuFlowEscrow
+    function topUpWithPermit(Quote calldata q, uint256 amount, uint256 permitDeadline, uint8 v, bytes32 r, bytes32 s)
+        external
+        nonReentrant
+    {
+        _permit(amount, permitDeadline, v, r, s);
+        _topUp(q, amount);
     }
 
     /// @inheritdoc IGpuFlowEscrow
@@ -160,20 +161,25 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         bytes32 leaseId = _leaseId(q);
         PackedLease l = _leases[leaseId];
         if (l.status() != LeaseStatus.Running) _revertStatus(leaseId, l.status());
-        uint256 gross = l.accruedAt(block.timestamp) - l.paid();
-        if (gross == 0) revert NothingToWithdraw();
+        uint256 paidBefore = l.paid();
+        uint256 accruedNow = l.accruedAt(block.timestamp);
+        if (accruedNow == paidBefore) revert NothingToWithdraw();
 
         _leases[leaseId] = _withPaidUntilNow(l);
-        uint256 fee = _fee(gross);
+        // Fee on cumulative earnings, so rounding cannot be gamed by withdrawing often.
+        uint256 fee = _fee(accruedNow) - _fee(paidBefore);
+        uint256 net = accruedNow - paidBefore - fee;
         if (fee != 0) _feesPlusOne += fee;
-        _push(msg.sender, gross - fee);
-        emit Withdrawn(leaseId, msg.sender, gross - fee, fee);
+        _push(leaseId, msg.sender, net);
+        emit Withdrawn(leaseId, msg.sender, net, fee);
     }
 
     /// @inheritdoc IGpuFlowEscrow
     function withdrawMany(Quote[] calldata qs) external nonReentrant {
         uint256 totalNet;
         uint256 totalFee;
+        // The lease the one payout belongs to: the first lease paid, reset to 0 by a second one.
+        bytes32 payoutLease;
         for (uint256 i; i < qs.length; ++i) {
             Quote calldata q = qs[i];
             if (msg.sender != q.host) revert NotHost(msg.sender, q.host);
@@ -186,18 +192,21 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
                 if (status == LeaseStatus.None) revert LeaseNotFound(leaseId);
                 continue;
             }
-            uint256 gross = l.accruedAt(block.timestamp) - l.paid();
-            if (gross == 0) continue;
+            uint256 paidBefore = l.paid();
+            uint256 accruedNow = l.accruedAt(block.timestamp);
+            if (accruedNow == paidBefore) continue;
 
             _leases[leaseId] = _withPaidUntilNow(l);
-            uint256 fee = _fee(gross);
+            payoutLease = totalNet + totalFee == 0 ? leaseId : bytes32(0);
+            uint256 fee = _fee(accruedNow) - _fee(paidBefore);
+            uint256 net = accruedNow - paidBefore - fee;
             totalFee += fee;
-            totalNet += gross - fee;
-            emit Withdrawn(leaseId, msg.sender, gross - fee, fee);
+            totalNet += net;
+            emit Withdrawn(leaseId, msg.sender, net, fee);
         }
         if (totalNet + totalFee == 0) revert NothingToWithdraw();
         if (totalFee != 0) _feesPlusOne += totalFee;
-        _push(msg.sender, totalNet);
+        _push(payoutLease, msg.sender, totalNet);
     }
 
     /// @inheritdoc IGpuFlowEscrow
@@ -214,9 +223,9 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         CloseReason reason;
         if (status == LeaseStatus.Running) {
             uint256 total = l.accruedAt(block.timestamp);
-            uint256 gross = total - l.paid();
-            fee = _fee(gross);
-            hostNet = gross - fee;
+            uint256 paidBefore = l.paid();
+            fee = _fee(total) - _fee(paidBefore);
+            hostNet = total - paidBefore - fee;
             refund = l.deposit() - total;
             startedAt = l.since();
             if (refund == 0) reason = CloseReason.Depleted;
@@ -227,9 +236,9 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
                 PackedLeaseLib.pack(l.deposit(), l.pricePerSecond(), startedAt, block.timestamp, LeaseStatus.Closed);
         } else if (status == LeaseStatus.Pending) {
             refund = l.deposit();
-            reason = block.timestamp <= l.since() + acceptTimeout
-                ? CloseReason.CancelledBeforeStart
-                : CloseReason.NeverStarted;
+            if (block.timestamp > l.since() + acceptTimeout) reason = CloseReason.NeverStarted;
+            else if (msg.sender == q.host && msg.sender != q.renter) reason = CloseReason.HostDeclined;
+            else reason = CloseReason.CancelledBeforeStart;
             // paidUntil = since: "host paid nothing" in the same formula.
             _leases[leaseId] = PackedLeaseLib.pack(refund, l.pricePerSecond(), l.since(), l.since(), LeaseStatus.Closed);
         } else {
@@ -239,8 +248,8 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
 
         // Two independent pushes: if one recipient cannot receive, its share waits in `claimable`
         // and the other is still paid.
-        _push(q.host, hostNet);
-        _push(q.renter, refund);
+        _push(leaseId, q.host, hostNet);
+        _push(leaseId, q.renter, refund);
         emit LeaseClosed(
             leaseId, q.host, q.renter, msg.sender, reason, hostNet, fee, refund, startedAt, block.timestamp
         );
@@ -296,7 +305,7 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         if (amount == 0) revert NoBond(msg.sender);
         if (block.timestamp < h.bondUnlockAt) revert BondLocked(h.bondUnlockAt, block.timestamp);
         h.bond = 0;
-        _push(msg.sender, amount);
+        _push(bytes32(0), msg.sender, amount);
         emit BondWithdrawn(msg.sender, amount);
     }
 
@@ -318,8 +327,8 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         uint256 amount = _feesPlusOne - 1;
         if (amount == 0) revert NoFeesToSweep();
         _feesPlusOne = 1;
-        // A treasury the token refuses leaves the fees here (the sweep reverts) until it can receive.
-        token.safeTransfer(treasury, amount);
+        // A treasury the token refuses gets the fees in `claimable` (PayoutDeferred), like any payee.
+        _push(bytes32(0), treasury, amount);
         emit FeesSwept(treasury, amount);
     }
 
@@ -360,6 +369,11 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
 
     /// @inheritdoc IGpuFlowEscrow
     function quoteDigest(Quote calldata q) external view returns (bytes32) {
+        return _hashTypedDataV4(_structHash(q));
+    }
+
+    /// @inheritdoc IGpuFlowEscrow
+    function leaseIdOf(Quote calldata q) external view returns (bytes32) {
         return _leaseId(q);
     }
 
@@ -386,26 +400,99 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
 
     // ================================================================ internals
 
-    /// @dev The lease id is the quote's EIP-712 digest: it binds chain id and this deployment, and
-    /// a second `open` of the same quote finds the slot taken.
-    /// The hashing is done in assembly because every call after `open` pays for it: the Quote has
-    /// only static fields, so its EIP-712 encoding is the typehash followed by its 7 calldata words.
-    /// Dirty high bits in an address field change the digest, which then names no lease (and
-    /// `open` rejects them when it reads the fields), so copying raw calldata is safe.
-    function _leaseId(Quote calldata q) private view returns (bytes32 id) {
+    /// @dev Checks and stores a new lease; shared by `open` and `openWithPermit`.
+    function _open(Quote calldata q, bytes calldata sig, uint256 deposit) private returns (bytes32 leaseId) {
+        if (msg.sender != q.renter) revert NotRenter(msg.sender, q.renter);
+        if (block.timestamp > q.expiry) revert QuoteExpired(q.expiry, block.timestamp);
+        uint256 min = minNonce[q.host];
+        if (q.nonce < min) revert NonceCancelled(q.nonce, min);
+        if (q.pricePerSecond > type(uint64).max) revert PriceTooHigh(q.pricePerSecond);
+        if (deposit == 0) revert ZeroAmount();
+        _checkDeposit(q, deposit);
+        // The host's minimum; saturating, so a huge minDuration means "no deposit is enough".
+        uint256 minimum = Math.saturatingMul(q.pricePerSecond, q.minDuration);
+        if (deposit < minimum) revert DepositBelowMinimum(deposit, minimum);
+
+        bytes32 structHash = _structHash(q);
+        leaseId = _leaseIdOf(structHash);
+        // Every opened lease has a non-zero status, so a non-zero slot means "already opened".
+        if (!_leases[leaseId].isEmpty()) revert LeaseExists(leaseId);
+        // The signature covers the full EIP-712 digest: this chain id and this deployment.
+        _checkSignature(_hashTypedDataV4(structHash), sig, q.host);
+
+        _leases[leaseId] = PackedLeaseLib.pack(deposit, q.pricePerSecond, block.timestamp, 0, LeaseStatus.Pending);
+        _pull(msg.sender, deposit);
+        emit LeaseOpened(leaseId, q.host, q.renter, q.pricePerSecond, deposit, q.maxDuration, q.nonce, q.specHash);
+    }
+
+    /// @dev Adds to a lease's deposit; shared by `topUp` and `topUpWithPermit`.
+    function _topUp(Quote calldata q, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        bytes32 leaseId = _leaseId(q);
+        PackedLease l = _leases[leaseId];
+        LeaseStatus status = l.status();
+        if (status == LeaseStatus.Running) {
+            // Once uncapped accrual passed the deposit the host stopped serving; money added now
+            // would pay for the gap, because accrual always counts from startedAt. At the exact
+            // second it equals the deposit there is no gap yet, so a top-up is still continuous.
+            // price < 2^64 and the elapsed time < 2^40: the product cannot overflow.
+            uint256 uncapped;
+            unchecked {
+                uncapped = (block.timestamp - l.since()) * l.pricePerSecond();
+            }
+            if (uncapped > l.deposit()) revert DepositExhausted(leaseId);
+        } else if (status != LeaseStatus.Pending) {
+            _revertStatus(leaseId, status);
+        }
+        uint256 newDeposit = l.deposit() + amount;
+        _checkDeposit(q, newDeposit);
+
+        // Adding to the low 96 bits leaves the other fields as they are: newDeposit fits in 96 bits.
+        _leases[leaseId] = PackedLease.wrap(PackedLease.unwrap(l) + amount);
+        _pull(msg.sender, amount);
+        emit LeaseToppedUp(leaseId, msg.sender, amount, newDeposit);
+    }
+
+    /// @dev Runs the caller's EIP-2612 permit for `amount`. A failing permit is not fatal when the
+    /// allowance already covers `amount`: anyone can submit a permit signature seen in the mempool
+    /// first, which makes ours revert (nonce used) but leaves the allowance in place, and that must
+    /// not grief the caller. The owner is always msg.sender, so a token without `permit` whose
+    /// fallback accepts the call ("phantom permit") can only spend the caller's own allowance.
+    function _permit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) private {
+        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {}
+        catch {
+            if (token.allowance(msg.sender, address(this)) < amount) revert PermitFailed();
+        }
+    }
+
+    /// @dev The quote's EIP-712 struct hash, keccak256(QUOTE_TYPEHASH ‖ the quote's 8 words).
+    /// Done in assembly because every call pays for it: the Quote has only static fields, so its
+    /// EIP-712 encoding is the typehash followed by its 8 calldata words (0x100 bytes).
+    /// Dirty high bits in an address field would change the hash, which then names no lease (and
+    /// the ABI decoder rejects them when a field is read), so copying raw calldata is safe.
+    function _structHash(Quote calldata q) private pure returns (bytes32 h) {
         bytes32 typehash = QUOTE_TYPEHASH;
-        bytes32 domain = _domainSeparatorV4();
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             mstore(ptr, typehash)
-            calldatacopy(add(ptr, 0x20), q, 0xe0)
-            let structHash := keccak256(ptr, 0x100)
-            // "\x19\x01" ‖ domainSeparator ‖ structHash, as in MessageHashUtils.toTypedDataHash.
-            mstore(ptr, hex"1901")
-            mstore(add(ptr, 0x02), domain)
-            mstore(add(ptr, 0x22), structHash)
-            id := keccak256(ptr, 0x42)
+            calldatacopy(add(ptr, 0x20), q, 0x100)
+            h := keccak256(ptr, 0x120)
         }
+    }
+
+    /// @dev keccak256(abi.encode(address(this), structHash)). The address keeps ids of different
+    /// deployments apart; the chain id is left out on purpose (the host's signature binds it), so a
+    /// chain-id change does not orphan open leases. A quote still opens at most one lease here.
+    function _leaseIdOf(bytes32 structHash) private view returns (bytes32 id) {
+        assembly ("memory-safe") {
+            mstore(0x00, address())
+            mstore(0x20, structHash)
+            id := keccak256(0x00, 0x40)
+        }
+    }
+
+    function _leaseId(Quote calldata q) private view returns (bytes32) {
+        return _leaseIdOf(_structHash(q));
     }
 
     /// @dev The lease with paidUntil set to now (bits [200,240)).
@@ -430,7 +517,9 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
         if (deposit > type(uint96).max) revert AmountTooLarge(deposit);
     }
 
-    /// @dev Rounds down, so the fee never takes more than feeBps of what the host earned.
+    /// @dev Rounds down, so the fee never takes more than feeBps of what the host earned. Payouts
+    /// charge _fee(accrued now) - _fee(paid before): a difference of floors of a monotone function,
+    /// so never negative, at most the payout (feeBps <= 10 %), and summing to _fee(total).
     function _fee(uint256 gross) private view returns (uint256) {
         return gross * feeBps / BPS;
     }
@@ -463,11 +552,12 @@ contract GpuFlowEscrow is IGpuFlowEscrow, EIP712, Pausable, ReentrancyGuardTrans
 
     /// @dev Pays `to`, or credits `claimable[to]` when the token refuses (revert or `false`), so
     /// that one party's blocklisting never blocks the other's payout.
-    function _push(address to, uint256 amount) private {
+    /// `leaseId` only labels the event (bytes32(0) for payouts that belong to no single lease).
+    function _push(bytes32 leaseId, address to, uint256 amount) private {
         if (amount == 0) return;
         if (!token.trySafeTransfer(to, amount)) {
             claimable[to] += amount;
-            emit PayoutDeferred(to, amount);
+            emit PayoutDeferred(leaseId, to, amount);
         }
     }
 

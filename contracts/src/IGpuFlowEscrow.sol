@@ -5,7 +5,10 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice Lease terms signed by the host wallet (EIP-712, domain "GpuFlowEscrow" version "1").
 /// @dev The contract stores none of these fields except the price: every call after `open` passes
-/// the quote again and the contract recomputes the lease id (= the quote's EIP-712 digest) from it.
+/// the quote again and the contract recomputes the lease id from it. The lease id is
+/// keccak256(abi.encode(escrow address, EIP-712 struct hash of the quote)): unlike the EIP-712
+/// digest the host signs, it does not contain the chain id, so a lease stays addressable if the
+/// chain id ever changes (a fork), while a signature still only opens on the chain it names.
 struct Quote {
     /// The host wallet; it signs the quote, starts the lease and is paid.
     address host;
@@ -13,6 +16,9 @@ struct Quote {
     address renter;
     /// Token base units per second of running lease. Must fit in uint64.
     uint256 pricePerSecond;
+    /// Seconds; the deposit at `open` must be at least pricePerSecond * minDuration (a host-signed
+    /// minimum, against dust leases). 0 for no minimum. Top-ups are not checked against it.
+    uint256 minDuration;
     /// Seconds; caps the total deposit (top-ups included) at pricePerSecond * maxDuration.
     uint256 maxDuration;
     /// Unix seconds; `open` must happen at or before this time.
@@ -32,6 +38,7 @@ enum LeaseStatus {
 }
 
 /// @notice Why a lease ended, as recorded in `LeaseClosed`. Reliability scores read this.
+/// @dev Values are part of the ABI: new reasons are only ever appended.
 enum CloseReason {
     /// The renter closed a running lease that still had money left.
     RenterClosed,
@@ -39,10 +46,16 @@ enum CloseReason {
     HostClosed,
     /// A running lease was closed (by either party) after its deposit was used up.
     Depleted,
-    /// A pending lease was closed (by either party) before the accept timeout passed.
+    /// The renter closed a pending lease before the accept timeout passed (also when the host
+    /// closes a self-rental, where host and renter are the same address).
     CancelledBeforeStart,
-    /// A pending lease was closed after the host let the accept timeout pass without starting it.
-    NeverStarted
+    /// A pending lease was closed (by either party) after the host let the accept timeout pass
+    /// without starting it.
+    NeverStarted,
+    /// The host closed a pending lease before the accept timeout passed: it turned the lease down
+    /// instead of starting it. The renter gets the whole deposit back, as for the other pending
+    /// closes; the reason tells a reliability score that the host, not the renter, backed out.
+    HostDeclined
 }
 
 /// @notice The one storage slot a lease occupies.
@@ -106,10 +119,14 @@ interface IGpuFlowEscrow {
     /// @notice `host` took its bond back.
     event BondWithdrawn(address indexed host, uint256 amount);
     /// @notice A payout to `to` failed (e.g. a blocklisted address) and was credited to `claimable[to]`.
-    event PayoutDeferred(address indexed to, uint256 amount);
+    /// @dev `leaseId` is the lease the payout belongs to, or bytes32(0) for a payout that belongs to
+    /// no single lease: a fee sweep, a bond withdrawal, or a `withdrawMany` that paid several
+    /// leases in its one transfer (its `Withdrawn` events, in the same transaction, split it up).
+    event PayoutDeferred(bytes32 indexed leaseId, address indexed to, uint256 amount);
     /// @notice `account` took its claimable balance, sending it to `to`.
     event Claimed(address indexed account, address indexed to, uint256 amount);
-    /// @notice Collected protocol fees went to the treasury.
+    /// @notice Collected protocol fees went to the treasury (or, if the token refused the transfer,
+    /// to `claimable[treasury]`, announced by a `PayoutDeferred` just before this event).
     event FeesSwept(address indexed treasury, uint256 amount);
 
     // ---------------------------------------------------------------- errors
@@ -140,6 +157,8 @@ interface IGpuFlowEscrow {
     error ZeroAmount();
     /// The deposit (top-ups included) would exceed pricePerSecond * maxDuration.
     error DepositAboveCap(uint256 deposit, uint256 cap);
+    /// The deposit at `open` is below the host's minimum, pricePerSecond * minDuration.
+    error DepositBelowMinimum(uint256 deposit, uint256 minimum);
     /// The deposit (top-ups included) or bond would not fit in uint96.
     error AmountTooLarge(uint256 amount);
     /// The signature is not 65 bytes or does not recover to any address.
@@ -150,7 +169,7 @@ interface IGpuFlowEscrow {
     error WrongSigner(address signer, address host);
     /// This quote was already opened (a quote opens at most one lease).
     error LeaseExists(bytes32 leaseId);
-    /// No lease was opened with this quote on this chain and deployment.
+    /// No lease was opened with this quote at this deployment.
     error LeaseNotFound(bytes32 leaseId);
     /// The lease is closed; nothing can change it any more.
     error LeaseAlreadyClosed(bytes32 leaseId);
@@ -180,16 +199,45 @@ interface IGpuFlowEscrow {
     error NothingToClaim(address account);
     /// No fees were collected since the last sweep.
     error NoFeesToSweep();
+    /// The EIP-2612 permit failed and the caller's allowance does not cover the amount either.
+    error PermitFailed();
 
     // ---------------------------------------------------------------- leases
 
     /// @notice Opens a lease on a host-signed quote and pulls `deposit` tokens from the caller.
-    /// @dev Approve the escrow for `deposit` first. Blocked while the guardian has paused opening.
+    /// @dev Approve the escrow for `deposit` first (or use `openWithPermit`). Blocked while the
+    /// guardian has paused opening.
     /// @param q The quote exactly as the host signed it.
-    /// @param sig The host's 65-byte EIP-712 signature (r, s, v) over `q`.
-    /// @param deposit Token base units to hold; 0 < deposit <= q.pricePerSecond * q.maxDuration.
-    /// @return leaseId The quote's EIP-712 digest, which identifies the lease from now on.
+    /// @param sig The host's 65-byte EIP-712 signature (r, s, v) over `q`, i.e. over
+    /// `quoteDigest(q)`, which binds this chain id and this deployment.
+    /// @param deposit Token base units to hold; 0 < deposit, q.pricePerSecond * q.minDuration <=
+    /// deposit <= q.pricePerSecond * q.maxDuration.
+    /// @return leaseId `leaseIdOf(q)`, which identifies the lease from now on.
     function open(Quote calldata q, bytes calldata sig, uint256 deposit) external returns (bytes32 leaseId);
+
+    /// @notice `open`, with an EIP-2612 permit for `deposit` instead of a prior approval, so a
+    /// first-time renter needs one transaction.
+    /// @dev Calls token.permit(msg.sender, escrow, deposit, permitDeadline, v, r, s). If that call
+    /// fails (e.g. someone front-ran the same permit, which then is already used), the open goes
+    /// ahead as long as the allowance covers `deposit`; otherwise it reverts with `PermitFailed`.
+    /// Blocked while opening is paused, like `open`.
+    /// @param q The quote exactly as the host signed it.
+    /// @param sig The host's signature over `q`.
+    /// @param deposit Token base units to hold, as for `open`; also the permit's value.
+    /// @param permitDeadline The permit's deadline (unix seconds).
+    /// @param v The renter's permit signature, v.
+    /// @param r The renter's permit signature, r.
+    /// @param s The renter's permit signature, s.
+    /// @return leaseId `leaseIdOf(q)`.
+    function openWithPermit(
+        Quote calldata q,
+        bytes calldata sig,
+        uint256 deposit,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (bytes32 leaseId);
 
     /// @notice The host accepts a pending lease; billing starts now.
     /// @dev Only `q.host`, and only within `acceptTimeout` seconds of `open`.
@@ -206,8 +254,22 @@ interface IGpuFlowEscrow {
     /// @param amount Token base units to pull from the caller; the total stays within the quote's cap.
     function topUp(Quote calldata q, uint256 amount) external;
 
+    /// @notice `topUp`, with an EIP-2612 permit for `amount` instead of a prior approval.
+    /// @dev Same permit rule as `openWithPermit`: a failed permit is fine if the allowance covers
+    /// `amount`, else `PermitFailed`. Works while opening is paused, like `topUp`.
+    /// @param q The quote the lease was opened with.
+    /// @param amount Token base units to add, as for `topUp`; also the permit's value.
+    /// @param permitDeadline The permit's deadline (unix seconds).
+    /// @param v The payer's permit signature, v.
+    /// @param r The payer's permit signature, r.
+    /// @param s The payer's permit signature, s.
+    function topUpWithPermit(Quote calldata q, uint256 amount, uint256 permitDeadline, uint8 v, bytes32 r, bytes32 s)
+        external;
+
     /// @notice Pays the host what accrued since its last withdrawal, minus the protocol fee.
-    /// @dev Only `q.host`; the lease must be running and something must have accrued.
+    /// @dev Only `q.host`; the lease must be running and something must have accrued. The fee is
+    /// charged on cumulative earnings: fee(accrued now) - fee(paid before), each rounded down, so
+    /// a lease's fees total exactly floor(total * feeBps / 10000) whatever the payout schedule.
     /// @param q The quote the lease was opened with.
     function withdraw(Quote calldata q) external;
 
@@ -220,8 +282,10 @@ interface IGpuFlowEscrow {
     function withdrawMany(Quote[] calldata qs) external;
 
     /// @notice Ends a lease. Either the renter or the host may call it at any time.
-    /// @dev Pending: the renter gets the whole deposit back. Running: the host gets what accrued
-    /// and was not yet withdrawn (minus the fee), the renter gets deposit - accrued.
+    /// @dev Pending: the renter gets the whole deposit back (reason CancelledBeforeStart when the
+    /// renter closes before the accept timeout, HostDeclined when the host does, NeverStarted
+    /// after it). Running: the host gets what accrued and was not yet withdrawn (minus the fee, on
+    /// cumulative earnings as in `withdraw`), the renter gets deposit - accrued.
     /// A payout that fails is credited to `claimable` so the other party is still paid.
     /// @param q The quote the lease was opened with.
     function close(Quote calldata q) external;
@@ -261,6 +325,9 @@ interface IGpuFlowEscrow {
     function claimTo(address to) external;
 
     /// @notice Sends the collected protocol fees to the treasury. Anyone may call it.
+    /// @dev If the token refuses the transfer (a blocklisted treasury), the fees are credited to
+    /// `claimable[treasury]` instead, like every other payout; the treasury takes them with
+    /// `claim` or `claimTo`.
     function sweepFees() external;
 
     // ---------------------------------------------------------------- guardian
@@ -276,20 +343,29 @@ interface IGpuFlowEscrow {
 
     /// @notice Token base units the host has earned on the lease so far, fee included
     /// (withdrawn or not): min(deposit, price * seconds running). Final value once closed.
-    /// @param leaseId The lease id (= quote digest).
+    /// @param leaseId The lease id (see `leaseIdOf`).
     function accrued(bytes32 leaseId) external view returns (uint256);
 
     /// @notice Token base units the host could withdraw now, fee included.
-    /// @param leaseId The lease id (= quote digest).
+    /// @param leaseId The lease id (see `leaseIdOf`).
     function withdrawable(bytes32 leaseId) external view returns (uint256);
 
     /// @notice The lease's storage slot, unpacked.
-    /// @param leaseId The lease id (= quote digest).
+    /// @param leaseId The lease id (see `leaseIdOf`).
     function lease(bytes32 leaseId) external view returns (Lease memory);
 
-    /// @notice The EIP-712 digest of `q`, which is also the id of the lease opened with it.
+    /// @notice The EIP-712 digest of `q` on this chain and deployment: what the host signs.
+    /// @dev It contains the current chain id, so it changes if the chain id does; the lease id
+    /// (`leaseIdOf`) does not.
     /// @param q A quote.
     function quoteDigest(Quote calldata q) external view returns (bytes32);
+
+    /// @notice The id of the lease opened (or to be opened) with `q` at this deployment:
+    /// keccak256(abi.encode(address(this), structHash)), where structHash is the quote's EIP-712
+    /// struct hash, keccak256(abi.encode(QUOTE_TYPEHASH, q.host, ..., q.specHash)).
+    /// @dev Independent of the chain id, so leases survive a chain-id change.
+    /// @param q A quote.
+    function leaseIdOf(Quote calldata q) external view returns (bytes32);
 
     /// @notice Quotes of `host` with a nonce below this cannot be opened.
     function minNonce(address host) external view returns (uint256);

@@ -135,6 +135,13 @@ contract AdminTest is EscrowTestBase {
         assertEq(escrow.quoteDigest(q), _digest(escrow, q));
     }
 
+    function test_leaseIdOf_matchesDefinition() public view {
+        Quote memory q = _quote();
+        assertEq(escrow.leaseIdOf(q), keccak256(abi.encode(address(escrow), _structHash(q))));
+        q.minDuration += 1;
+        assertTrue(escrow.leaseIdOf(q) != _leaseId(escrow, _quote()), "minDuration is part of the id");
+    }
+
     function test_domainSeparator_matchesEip712Spec() public view {
         bytes32 expected = keccak256(
             abi.encode(DOMAIN_TYPEHASH, keccak256("GpuFlowEscrow"), keccak256("1"), block.chainid, address(escrow))
@@ -214,5 +221,14 @@ contract AdminTest is EscrowTestBase {
         vm.prank(stranger);
         t.mint(stranger, 5e6);
         assertEq(t.balanceOf(stranger), 5e6);
+        // EIP-2612 with the EIP-712 domain (name "Mock USD", version "1").
+        bytes32 domain =
+            keccak256(abi.encode(DOMAIN_TYPEHASH, keccak256("Mock USD"), keccak256("1"), block.chainid, address(t)));
+        assertEq(t.DOMAIN_SEPARATOR(), domain);
+        (address owner, uint256 ownerKey) = makeAddrAndKey("permit owner");
+        (uint8 v, bytes32 r, bytes32 s) = _signPermit(address(t), "Mock USD", ownerKey, stranger, 7, 0, block.timestamp);
+        t.permit(owner, stranger, 7, block.timestamp, v, r, s);
+        assertEq(t.allowance(owner, stranger), 7);
+        assertEq(t.nonces(owner), 1);
     }
 }

@@ -38,10 +38,49 @@ contract CloseTest is EscrowTestBase {
         assertEq(escrow.accrued(id), 0);
     }
 
-    function test_close_pendingByHostBeforeTimeout() public {
+    /// The host turning a pending lease down is its own reason, so scores can tell it apart from a
+    /// renter cancelling.
+    function test_close_pendingByHostBeforeTimeoutIsHostDeclined() public {
         Quote memory q = _quote();
         bytes32 id = _open(q, DEPOSIT);
-        _expectClosed(id, host, CloseReason.CancelledBeforeStart, 0, 0, DEPOSIT, 0);
+        uint256 renterBefore = usd.balanceOf(renter);
+        _expectClosed(id, host, CloseReason.HostDeclined, 0, 0, DEPOSIT, 0);
+        vm.prank(host);
+        escrow.close(q);
+        assertEq(usd.balanceOf(renter), renterBefore + DEPOSIT, "the renter gets everything back");
+        assertEq(usd.balanceOf(host), 0);
+        assertEq(uint8(CloseReason.HostDeclined), 5, "appended: earlier values keep their numbers");
+    }
+
+    function test_close_pendingByHostAtExactDeadlineIsHostDeclined() public {
+        Quote memory q = _quote();
+        bytes32 id = _open(q, DEPOSIT);
+        skip(TIMEOUT);
+        _expectClosed(id, host, CloseReason.HostDeclined, 0, 0, DEPOSIT, 0);
+        vm.prank(host);
+        escrow.close(q);
+    }
+
+    function test_close_pendingByHostAfterTimeoutIsNeverStarted() public {
+        Quote memory q = _quote();
+        bytes32 id = _open(q, DEPOSIT);
+        skip(TIMEOUT + 1);
+        _expectClosed(id, host, CloseReason.NeverStarted, 0, 0, DEPOSIT, 0);
+        vm.prank(host);
+        escrow.close(q);
+    }
+
+    function test_close_pendingSelfRentalIsCancelledBeforeStart() public {
+        // host == renter: the caller is the renter too, so it is a renter's cancellation.
+        Quote memory q = _quoteFor(host, host, 1);
+        _fund(host, DEPOSIT);
+        bytes memory sig = _sign(q);
+        vm.prank(host);
+        bytes32 id = escrow.open(q, sig, DEPOSIT);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.LeaseClosed(
+            id, host, host, host, CloseReason.CancelledBeforeStart, 0, 0, DEPOSIT, 0, block.timestamp
+        );
         vm.prank(host);
         escrow.close(q);
     }
@@ -100,7 +139,8 @@ contract CloseTest is EscrowTestBase {
         escrow.withdraw(q);
         skip(500);
         uint256 rest = 500 * PRICE;
-        _expectClosed(id, renter, CloseReason.RenterClosed, rest - _fee(rest), _fee(rest), DEPOSIT - 1500 * PRICE, T0);
+        uint256 restFee = _fee(1500 * PRICE) - _fee(1000 * PRICE); // fee on cumulative earnings
+        _expectClosed(id, renter, CloseReason.RenterClosed, rest - restFee, restFee, DEPOSIT - 1500 * PRICE, T0);
         vm.prank(renter);
         escrow.close(q);
         assertEq(usd.balanceOf(host) + escrow.feesAccrued(), 1500 * PRICE);
@@ -184,7 +224,7 @@ contract CloseTest is EscrowTestBase {
     function test_close_revertsForUnknownLease() public {
         Quote memory q = _quote();
         vm.prank(renter);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, q)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, q)));
         escrow.close(q);
     }
 

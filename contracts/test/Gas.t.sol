@@ -18,7 +18,7 @@ pragma solidity 0.8.28;
 // Each test makes exactly one measured call and reads its gas with vm.lastCallGas(). Under
 // --isolate that call runs as its own transaction and the figure already includes the 21k base
 // and the calldata; without it the test adds both itself, so the figures and the target
-// assertions hold either way. snapshots/GasTest.json holds these transaction figures (GAS.md
+// assertions hold either way. snapshots/GasTest.json holds these transaction figures (BENCHMARKS.md
 // quotes them); .gas-snapshot holds forge's whole-test gas, which also counts the test's own
 // overhead (building calldata, the probe call), so it is a regression guard, not the figure.
 
@@ -43,6 +43,9 @@ contract GasTest is EscrowTestBase {
     uint256 internal constant TOPUP_MAX = 55_000;
     uint256 internal constant CLOSE_MAX = 75_000;
     uint256 internal constant LIFECYCLE_MAX = 190_000;
+    // Not in the brief: measured when the permit entry points were added, plus headroom.
+    uint256 internal constant OPEN_WITH_PERMIT_MAX = 100_000;
+    uint256 internal constant TOPUP_WITH_PERMIT_MAX = 73_000;
 
     /// What the token's allowance update adds to a pull (SSTORE 2.9k + OZ's _spendAllowance code).
     uint256 internal constant ALLOWANCE_WRITE = 3_500;
@@ -62,6 +65,15 @@ contract GasTest is EscrowTestBase {
     Quote internal qFresh2;
     bytes internal sigFresh2;
     Quote internal qRunning2;
+
+    // A third renter who never approves: it pays with EIP-2612 permits (openWithPermit,
+    // topUpWithPermit). Steady state again: it used one permit before, so its permit nonce is
+    // already non-zero, and each permit sets an allowance that the pull spends back to zero.
+    address internal renter3;
+    uint256 internal renter3Key;
+    Quote internal qFresh3;
+    bytes internal sigFresh3;
+    Quote internal qRunning3;
 
     function setUp() public override {
         // forge coverage compiles without the optimizer, so its gas says nothing about deployments.
@@ -93,6 +105,17 @@ contract GasTest is EscrowTestBase {
         _openAndStart(qRunning2, DEPOSIT);
         qFresh2 = _quoteFor(host, renter2, 21);
         sigFresh2 = _sign(qFresh2);
+        (renter3, renter3Key) = makeAddrAndKey("renter3");
+        usd.mint(renter3, 1e15);
+        qRunning3 = _quoteFor(host, renter3, 30);
+        (uint256 deadline, uint8 v, bytes32 r, bytes32 s) = _permit3(DEPOSIT);
+        bytes memory sig3 = _sign(qRunning3);
+        vm.prank(renter3);
+        escrow.openWithPermit(qRunning3, sig3, DEPOSIT, deadline, v, r, s);
+        vm.prank(host);
+        escrow.start(qRunning3);
+        qFresh3 = _quoteFor(host, renter3, 31);
+        sigFresh3 = _sign(qFresh3);
         skip(60);
         assertGt(escrow.feesAccrued(), 0);
     }
@@ -105,6 +128,12 @@ contract GasTest is EscrowTestBase {
     function test_gas_open_finiteAllowance() public {
         bytes memory data = abi.encodeCall(escrow.open, (qFresh2, sigFresh2, DEPOSIT));
         _measure(renter2, data, "open_finiteAllowance", OPEN_MAX + ALLOWANCE_WRITE);
+    }
+
+    function test_gas_openWithPermit() public {
+        (uint256 deadline, uint8 v, bytes32 r, bytes32 s) = _permit3(DEPOSIT);
+        bytes memory data = abi.encodeCall(escrow.openWithPermit, (qFresh3, sigFresh3, DEPOSIT, deadline, v, r, s));
+        _measure(renter3, data, "openWithPermit", OPEN_WITH_PERMIT_MAX);
     }
 
     function test_gas_start() public {
@@ -120,6 +149,12 @@ contract GasTest is EscrowTestBase {
     function test_gas_topUp_finiteAllowance() public {
         bytes memory data = abi.encodeCall(escrow.topUp, (qRunning2, DEPOSIT));
         _measure(renter2, data, "topUp_finiteAllowance", TOPUP_MAX + ALLOWANCE_WRITE);
+    }
+
+    function test_gas_topUpWithPermit() public {
+        (uint256 deadline, uint8 v, bytes32 r, bytes32 s) = _permit3(DEPOSIT);
+        bytes memory data = abi.encodeCall(escrow.topUpWithPermit, (qRunning3, DEPOSIT, deadline, v, r, s));
+        _measure(renter3, data, "topUpWithPermit", TOPUP_WITH_PERMIT_MAX);
     }
 
     function test_gas_withdraw() public {
@@ -142,7 +177,7 @@ contract GasTest is EscrowTestBase {
 
     /// Close of a running lease with unwithdrawn earnings: pays the host, the fee and the renter.
     function test_gas_close() public {
-        bytes32 id = escrow.quoteDigest(qRunning);
+        bytes32 id = escrow.leaseIdOf(qRunning);
         assertTrue(escrow.withdrawable(id) > 0 && escrow.accrued(id) < DEPOSIT, "both sides get paid");
         bytes memory data = abi.encodeCall(escrow.close, (qRunning));
         _measure(renter, data, "close", CLOSE_MAX);
@@ -155,11 +190,18 @@ contract GasTest is EscrowTestBase {
         skip(30);
         total += _measure(host, abi.encodeCall(escrow.start, (qFresh)), "", START_MAX);
         skip(DEPOSIT / PRICE / 2);
-        bytes32 id = escrow.quoteDigest(qFresh);
+        bytes32 id = escrow.leaseIdOf(qFresh);
         assertTrue(escrow.withdrawable(id) > 0 && escrow.accrued(id) < DEPOSIT, "both sides get paid");
         total += _measure(renter, abi.encodeCall(escrow.close, (qFresh)), "", CLOSE_MAX);
         vm.snapshotValue("lifecycle_open_start_close", total);
         assertLe(total, LIFECYCLE_MAX, "lifecycle above target");
+    }
+
+    /// @dev renter3's permit for the escrow to pull `value`, at its current permit nonce.
+    function _permit3(uint256 value) internal view returns (uint256 deadline, uint8 v, bytes32 r, bytes32 s) {
+        deadline = block.timestamp + 1 hours;
+        (v, r, s) =
+            _signPermit(address(usd), "Mock USD", renter3Key, address(escrow), value, usd.nonces(renter3), deadline);
     }
 
     /// @dev Calls the escrow with `data` from `from`, returns the call's full transaction gas,

@@ -10,7 +10,7 @@ contract OpenTest is EscrowTestBase {
     function test_open_storesPendingLeaseAndPullsDeposit() public {
         Quote memory q = _quote();
         bytes memory sig = _sign(q);
-        bytes32 expectedId = _digest(escrow, q);
+        bytes32 expectedId = _leaseId(escrow, q);
         uint256 renterBefore = usd.balanceOf(renter);
 
         vm.expectEmit(address(escrow));
@@ -20,7 +20,9 @@ contract OpenTest is EscrowTestBase {
         vm.prank(renter);
         bytes32 id = escrow.open(q, sig, DEPOSIT);
 
-        assertEq(id, expectedId, "lease id is the EIP-712 digest");
+        assertEq(id, expectedId, "lease id = keccak256(abi.encode(escrow, EIP-712 struct hash))");
+        assertEq(escrow.leaseIdOf(q), id);
+        assertTrue(id != _digest(escrow, q), "the id is not the signed digest");
         Lease memory l = escrow.lease(id);
         assertEq(uint8(l.status), uint8(LeaseStatus.Pending));
         assertEq(l.deposit, DEPOSIT);
@@ -109,6 +111,7 @@ contract OpenTest is EscrowTestBase {
     function test_open_maxUint64PriceIsAccepted() public {
         Quote memory q = _quote();
         q.pricePerSecond = type(uint64).max;
+        q.minDuration = 1; // the deposit below is exactly one second
         _fund(renter, type(uint64).max);
         bytes32 id = _open(q, type(uint64).max);
         assertEq(escrow.lease(id).pricePerSecond, type(uint64).max);
@@ -120,6 +123,71 @@ contract OpenTest is EscrowTestBase {
         vm.prank(renter);
         vm.expectRevert(IGpuFlowEscrow.ZeroAmount.selector);
         escrow.open(q, sig, 0);
+    }
+
+    // ------------------------------------------------------------ host-signed minimum deposit
+
+    function test_open_revertsBelowMinimumDeposit() public {
+        Quote memory q = _quote();
+        bytes memory sig = _sign(q);
+        uint256 minimum = PRICE * MIN_DURATION;
+        vm.prank(renter);
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.DepositBelowMinimum.selector, minimum - 1, minimum));
+        escrow.open(q, sig, minimum - 1);
+    }
+
+    function test_open_depositAtMinimum() public {
+        Quote memory q = _quote();
+        bytes32 id = _open(q, PRICE * MIN_DURATION);
+        assertEq(escrow.lease(id).deposit, PRICE * MIN_DURATION);
+    }
+
+    function test_open_zeroMinDurationAllowsAnyPositiveDeposit() public {
+        Quote memory q = _quote();
+        q.minDuration = 0;
+        bytes32 id = _open(q, 1);
+        assertEq(escrow.lease(id).deposit, 1);
+        // Zero stays ZeroAmount, not a minimum error.
+        Quote memory q2 = _quoteFor(host, renter, 2);
+        q2.minDuration = 0;
+        bytes memory sig = _sign(q2);
+        vm.prank(renter);
+        vm.expectRevert(IGpuFlowEscrow.ZeroAmount.selector);
+        escrow.open(q2, sig, 0);
+    }
+
+    function test_open_minimumDoesNotOverflow() public {
+        // price * minDuration would overflow: the minimum saturates, so no deposit is enough.
+        Quote memory q = _quote();
+        q.pricePerSecond = type(uint64).max;
+        q.minDuration = type(uint256).max;
+        q.maxDuration = type(uint256).max;
+        bytes memory sig = _sign(q);
+        vm.prank(renter);
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.DepositBelowMinimum.selector, DEPOSIT, type(uint256).max));
+        escrow.open(q, sig, DEPOSIT);
+    }
+
+    function test_open_minAboveMaxDurationCannotOpen() public {
+        // No deposit satisfies both bounds; which error comes first does not matter.
+        Quote memory q = _quote();
+        q.minDuration = 2 hours;
+        q.maxDuration = 1 hours;
+        bytes memory sig = _sign(q);
+        vm.prank(renter);
+        vm.expectPartialRevert(IGpuFlowEscrow.DepositBelowMinimum.selector);
+        escrow.open(q, sig, PRICE * 1 hours);
+        vm.prank(renter);
+        vm.expectPartialRevert(IGpuFlowEscrow.DepositAboveCap.selector);
+        escrow.open(q, sig, PRICE * 2 hours);
+    }
+
+    function test_open_minimumAppliesToOpenOnlyNotTopUps() public {
+        Quote memory q = _quote();
+        bytes32 id = _open(q, PRICE * MIN_DURATION);
+        vm.prank(renter);
+        escrow.topUp(q, 1);
+        assertEq(escrow.lease(id).deposit, PRICE * MIN_DURATION + 1);
     }
 
     function test_open_revertsAboveCap() public {

@@ -57,26 +57,61 @@ contract PayoutsTest is EscrowTestBase {
         assertEq(escrow.feesAccrued(), _fee(10 * PRICE));
     }
 
-    function test_sweepFees_revertsWhileTreasuryBlocked() public {
+    /// A treasury the token refuses is treated like any other payee: the sweep succeeds and the
+    /// fees wait in `claimable[treasury]` (they used to stay in the fee counter, the sweep
+    /// reverting, until the treasury was unblocked).
+    function test_sweepFees_toBlockedTreasuryIsDeferred() public {
         (Quote memory q,) = _runFor(1000);
         vm.prank(host);
         escrow.withdraw(q);
+        uint256 fee = _fee(1000 * PRICE);
         bl.setBlocked(treasury, true);
-        vm.expectRevert(abi.encodeWithSelector(BlocklistToken.Blocked.selector, treasury));
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(bytes32(0), treasury, fee);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.FeesSwept(treasury, fee);
+        vm.prank(stranger);
         escrow.sweepFees();
-        assertEq(escrow.feesAccrued(), _fee(1000 * PRICE), "fees wait for the treasury");
+        assertEq(escrow.feesAccrued(), 0);
+        assertEq(escrow.claimable(treasury), fee, "fees wait for the treasury in claimable");
+        assertEq(bl.balanceOf(address(escrow)), DEPOSIT - 1000 * PRICE + fee, "still held by the escrow");
+
+        // A second sweep adds to it; the treasury can take it elsewhere right away...
+        skip(10);
+        vm.prank(host);
+        escrow.withdraw(q);
+        escrow.sweepFees();
+        uint256 fees = fee + _fee(1010 * PRICE) - _fee(1000 * PRICE);
+        assertEq(escrow.claimable(treasury), fees);
+        address vault = makeAddr("treasury vault");
+        vm.prank(treasury);
+        escrow.claimTo(vault);
+        assertEq(bl.balanceOf(vault), fees);
+        assertEq(escrow.claimable(treasury), 0);
+    }
+
+    function test_sweepFees_returningFalseIsDeferredToo() public {
+        (Quote memory q,) = _runFor(1000);
+        vm.prank(host);
+        escrow.withdraw(q);
+        bl.setReturnFalse(true);
+        bl.setBlocked(treasury, true);
+        escrow.sweepFees();
+        assertEq(escrow.claimable(treasury), _fee(1000 * PRICE));
         bl.setBlocked(treasury, false);
-        escrow.sweepFees();
+        vm.prank(treasury);
+        escrow.claim();
+        assertEq(bl.balanceOf(treasury), _fee(1000 * PRICE));
     }
 
     // ------------------------------------------------------------ deferred payouts
 
     function test_withdraw_toBlockedHostIsDeferred() public {
-        (Quote memory q,) = _runFor(1000);
+        (Quote memory q, bytes32 id) = _runFor(1000);
         bl.setBlocked(host, true);
         uint256 net = 1000 * PRICE - _fee(1000 * PRICE);
         vm.expectEmit(address(escrow));
-        emit IGpuFlowEscrow.PayoutDeferred(host, net);
+        emit IGpuFlowEscrow.PayoutDeferred(id, host, net);
         vm.prank(host);
         escrow.withdraw(q);
         assertEq(escrow.claimable(host), net);
@@ -84,11 +119,55 @@ contract PayoutsTest is EscrowTestBase {
     }
 
     function test_withdrawMany_toBlockedHostIsDeferred() public {
-        (Quote memory q,) = _runFor(1000);
+        (Quote memory q, bytes32 id) = _runFor(1000);
         bl.setBlocked(host, true);
+        // One lease paid: the deferred payout names it.
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(id, host, 1000 * PRICE - _fee(1000 * PRICE));
         vm.prank(host);
         escrow.withdrawMany(_quotes1(q));
         assertEq(escrow.claimable(host), 1000 * PRICE - _fee(1000 * PRICE));
+    }
+
+    function test_withdrawMany_deferredBatchOfSeveralLeasesNamesNone() public {
+        (Quote memory a, bytes32 ida) = _runFor(1000);
+        Quote memory b = _quoteFor(host, renter, 2);
+        _openAndStart(b, DEPOSIT);
+        skip(10);
+        bl.setBlocked(host, true);
+        uint256 ga = 1010 * PRICE;
+        uint256 gb = 10 * PRICE;
+        Quote[] memory qs = new Quote[](2);
+        (qs[0], qs[1]) = (a, b);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(bytes32(0), host, ga - _fee(ga) + gb - _fee(gb));
+        vm.prank(host);
+        escrow.withdrawMany(qs);
+
+        // A batch in which only one lease pays names that lease; skipped entries do not count.
+        skip(5);
+        vm.prank(renter);
+        escrow.close(b);
+        Quote[] memory qs2 = new Quote[](3);
+        (qs2[0], qs2[1], qs2[2]) = (b, a, a);
+        uint256 fee = _fee(1015 * PRICE) - _fee(ga);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(ida, host, 5 * PRICE - fee);
+        vm.prank(host);
+        escrow.withdrawMany(qs2);
+    }
+
+    function test_close_deferredPayoutsNameTheLease() public {
+        (Quote memory q, bytes32 id) = _runFor(1000);
+        bl.setBlocked(host, true);
+        bl.setBlocked(renter, true);
+        uint256 gross = 1000 * PRICE;
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(id, host, gross - _fee(gross));
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(id, renter, DEPOSIT - gross);
+        vm.prank(host);
+        escrow.close(q);
     }
 
     function test_push_returningFalseIsDeferredToo() public {
@@ -174,6 +253,8 @@ contract PayoutsTest is EscrowTestBase {
         escrow.unregisterHost();
         skip(7 days);
         bl.setBlocked(host, true);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.PayoutDeferred(bytes32(0), host, 100e6);
         vm.prank(host);
         escrow.withdrawBond();
         assertEq(escrow.claimable(host), 100e6);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
+import {Vm} from "forge-std/Vm.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -69,15 +70,53 @@ contract SecurityTest is EscrowTestBase {
             attacker.reentryError(),
             abi.encodeWithSelector(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector)
         );
-        assertEq(uint8(_status(_digest(escrow, q2))), uint8(LeaseStatus.None));
+        assertEq(uint8(_status(_leaseId(escrow, q2))), uint8(LeaseStatus.None));
         assertEq(t.balanceOf(address(escrow)), DEPOSIT);
 
         attacker.setReentry(abi.encodeCall(escrow.topUp, (q, 1)));
         t.arm(address(attacker));
         attacker.exec(abi.encodeCall(escrow.topUp, (q, 5)));
         assertFalse(attacker.reentrySucceeded());
-        assertEq(escrow.lease(_digest(escrow, q)).deposit, DEPOSIT + 5);
+        assertEq(escrow.lease(_leaseId(escrow, q)).deposit, DEPOSIT + 5);
         assertEq(t.balanceOf(address(escrow)), DEPOSIT + 5);
+    }
+
+    /// A host contract (here: code at the host's key address, as with an EIP-7702 delegation) that
+    /// is called back while `open` pulls the deposit must not be able to start the lease from
+    /// there: `LeaseStarted` would be logged before `LeaseOpened`, and indexers read them in order.
+    function test_security_startCannotReenterOpen() public {
+        ReentrantToken t = new ReentrantToken();
+        escrow = new GpuFlowEscrow(IERC20(address(t)), treasury, FEE_BPS, TIMEOUT, guardian);
+        vm.etch(host, address(new ReentrantRenter(address(escrow))).code);
+        ReentrantRenter hostContract = ReentrantRenter(host);
+        t.mint(renter, DEPOSIT);
+        vm.prank(renter);
+        t.approve(address(escrow), type(uint256).max);
+        Quote memory q = _quote();
+        bytes memory sig = _sign(q);
+
+        hostContract.setReentry(abi.encodeCall(escrow.start, (q)));
+        t.arm(host);
+        vm.recordLogs();
+        vm.prank(renter);
+        bytes32 id = escrow.open(q, sig, DEPOSIT);
+
+        assertTrue(hostContract.reentered(), "the hook ran inside open");
+        assertFalse(hostContract.reentrySucceeded(), "start from inside open failed");
+        assertEq(
+            hostContract.reentryError(),
+            abi.encodeWithSelector(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector),
+            "stopped by the reentrancy guard"
+        );
+        assertEq(uint8(_status(id)), uint8(LeaseStatus.Pending));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            assertTrue(logs[i].topics[0] != IGpuFlowEscrow.LeaseStarted.selector, "no LeaseStarted during open");
+        }
+        // Started properly afterwards, LeaseStarted follows LeaseOpened.
+        vm.prank(host);
+        escrow.start(q);
+        assertEq(uint8(_status(id)), uint8(LeaseStatus.Running));
     }
 
     // ------------------------------------------------------------ tokens
@@ -161,11 +200,51 @@ contract SecurityTest is EscrowTestBase {
         Quote memory q = _quote();
         bytes memory sig = _sign(q); // signed for this chain id
         bytes32 here = escrow.quoteDigest(q);
+        bytes32 id = escrow.leaseIdOf(q);
         vm.chainId(block.chainid + 1);
         assertTrue(escrow.quoteDigest(q) != here, "the chain id is in the digest");
+        assertEq(escrow.leaseIdOf(q), id, "but not in the lease id");
         vm.prank(renter);
         vm.expectPartialRevert(IGpuFlowEscrow.WrongSigner.selector);
         escrow.open(q, sig, DEPOSIT);
+    }
+
+    /// The chain id changes (a fork) while a lease runs: the lease id has no chain id in it, so the
+    /// lease stays reachable and settles normally; the signature check still uses the current
+    /// chain id, so a quote signed for the old chain id does not open on the new one.
+    function test_security_leaseSurvivesChainIdChange() public {
+        uint256 oldChain = block.chainid;
+        Quote memory q = _quoteFor(host, renter, 1);
+        bytes32 id = _open(q, DEPOSIT);
+        Quote memory later = _quoteFor(host, renter, 2);
+        bytes memory laterSig = _sign(later); // signed for the old chain id
+
+        vm.chainId(8453);
+        assertEq(escrow.leaseIdOf(q), id);
+        vm.prank(host);
+        escrow.start(q);
+        skip(100);
+        vm.prank(renter);
+        escrow.topUp(q, PRICE);
+        vm.prank(host);
+        escrow.withdraw(q);
+        skip(100);
+        vm.prank(host);
+        escrow.withdrawMany(_quotes1(q));
+        skip(100);
+        uint256 gross = 300 * PRICE;
+        vm.prank(renter);
+        escrow.close(q);
+        assertEq(uint8(_status(id)), uint8(LeaseStatus.Closed));
+        assertEq(usd.balanceOf(host), gross - _fee(gross));
+        assertEq(usd.balanceOf(address(escrow)), _fee(gross), "renter refunded, only the fee left");
+
+        vm.prank(renter);
+        vm.expectPartialRevert(IGpuFlowEscrow.WrongSigner.selector);
+        escrow.open(later, laterSig, DEPOSIT);
+        // Re-signed for the new chain id it opens.
+        assertTrue(block.chainid != oldChain);
+        _open(later, DEPOSIT);
     }
 
     function test_security_replayOnOtherDeployment() public {
@@ -251,19 +330,19 @@ contract SecurityTest is EscrowTestBase {
         Quote memory cheaper = q;
         cheaper.pricePerSecond = PRICE * 10;
         vm.prank(host);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, cheaper)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, cheaper)));
         escrow.withdraw(cheaper);
 
         Quote memory longer = q;
         longer.maxDuration = MAX_DURATION * 100;
         vm.prank(renter);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, longer)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, longer)));
         escrow.topUp(longer, PRICE * MAX_DURATION);
 
         Quote memory otherHost = q;
         otherHost.host = stranger;
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, otherHost)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, otherHost)));
         escrow.close(otherHost);
     }
 

@@ -54,7 +54,7 @@ contract StartTest is EscrowTestBase {
     function test_start_revertsForUnknownLease() public {
         Quote memory q = _quote();
         vm.prank(host);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, q)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, q)));
         escrow.start(q);
     }
 

@@ -58,6 +58,34 @@ contract TopUpTest is EscrowTestBase {
         assertEq(escrow.accrued(id), DEPOSIT, "continuous billing, no gap");
     }
 
+    /// At startedAt + deposit/price accrual has just reached the deposit: the host was paid for every
+    /// second so far and no gap has opened, so the top-up is accepted and billing continues.
+    function test_topUp_atExactDepletionSecond() public {
+        Quote memory q = _quote();
+        bytes32 id = _openAndStart(q, DEPOSIT);
+        skip(DEPOSIT / PRICE);
+        assertEq(escrow.accrued(id), DEPOSIT, "accrual equals the deposit");
+        vm.prank(renter);
+        escrow.topUp(q, PRICE);
+        assertEq(escrow.lease(id).deposit, DEPOSIT + PRICE);
+        skip(1);
+        assertEq(escrow.accrued(id), DEPOSIT + PRICE, "continuous billing, no gap");
+    }
+
+    /// Same with a deposit that is not a whole number of seconds: the last partial second is the
+    /// one where uncapped accrual passes the deposit, and that is refused.
+    function test_topUp_partialLastSecond() public {
+        Quote memory q = _quote();
+        bytes32 id = _openAndStart(q, DEPOSIT + PRICE / 2);
+        skip(DEPOSIT / PRICE);
+        vm.prank(renter);
+        escrow.topUp(q, 1);
+        skip(1);
+        vm.prank(renter);
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.DepositExhausted.selector, id));
+        escrow.topUp(q, 1);
+    }
+
     function test_topUp_worksWhilePaused() public {
         Quote memory q = _quote();
         _openAndStart(q, DEPOSIT);
@@ -97,7 +125,7 @@ contract TopUpTest is EscrowTestBase {
     function test_topUp_revertsWhenDepleted() public {
         Quote memory q = _quote();
         bytes32 id = _openAndStart(q, DEPOSIT);
-        skip(DEPOSIT / PRICE);
+        skip(DEPOSIT / PRICE + 1); // one second past the depletion second
         vm.prank(renter);
         vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.DepositExhausted.selector, id));
         escrow.topUp(q, DEPOSIT);
@@ -116,13 +144,14 @@ contract TopUpTest is EscrowTestBase {
     function test_topUp_revertsForUnknownLease() public {
         Quote memory q = _quote();
         vm.prank(renter);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, q)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, q)));
         escrow.topUp(q, 1);
     }
 
     function test_topUp_revertsWhenAboveUint96EvenIfCapAllows() public {
         Quote memory q = _quote();
         q.pricePerSecond = type(uint64).max;
+        q.minDuration = 0;
         q.maxDuration = type(uint64).max;
         bytes32 id = _open(q, DEPOSIT);
         uint256 amount = uint256(type(uint96).max) - DEPOSIT + 1;

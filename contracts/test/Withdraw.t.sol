@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {GpuFlowEscrow} from "../src/GpuFlowEscrow.sol";
-import {EscrowTestBase, IGpuFlowEscrow, Quote} from "./utils/EscrowTestBase.sol";
+import {EscrowTestBase, IGpuFlowEscrow, Quote, CloseReason} from "./utils/EscrowTestBase.sol";
 
 contract WithdrawTest is EscrowTestBase {
     function test_withdraw_paysAccruedMinusFee() public {
@@ -34,10 +34,83 @@ contract WithdrawTest is EscrowTestBase {
         skip(234);
         vm.prank(host);
         escrow.withdraw(q);
-        uint256 g1 = 1000 * PRICE;
-        uint256 g2 = 234 * PRICE;
-        assertEq(usd.balanceOf(host), g1 - _fee(g1) + g2 - _fee(g2));
-        assertEq(escrow.feesAccrued(), _fee(g1) + _fee(g2));
+        uint256 total = 1234 * PRICE;
+        assertEq(usd.balanceOf(host), total - _fee(total));
+        assertEq(escrow.feesAccrued(), _fee(total));
+    }
+
+    // ------------------------------------------------------------ fees on cumulative earnings
+
+    /// 100 withdrawals of 99 units at 1 %: each payout alone would round its fee (0.99) down to 0;
+    /// charged on cumulative earnings the lease pays floor(9900 * 1 %) = 99, as with one payout.
+    function test_withdraw_feeOnCumulativeEarningsCannotBeRoundedAway() public {
+        Quote memory q = _quote();
+        q.pricePerSecond = 99;
+        bytes32 id = _openAndStart(q, 99 * 200);
+        uint256 feesSeen;
+        for (uint256 i; i < 100; ++i) {
+            skip(1);
+            uint256 before = escrow.feesAccrued();
+            vm.prank(host);
+            escrow.withdraw(q);
+            feesSeen += escrow.feesAccrued() - before;
+            assertEq(escrow.feesAccrued(), _fee(99 * (i + 1)), "fees so far = fee of earnings so far");
+        }
+        assertEq(feesSeen, 99, "fee 99 over the lease (per-payout rounding would give 0)");
+        assertEq(usd.balanceOf(host), 9900 - 99);
+        assertEq(escrow.accrued(id), 9900);
+    }
+
+    function test_withdrawMany_feeOnCumulativeEarnings() public {
+        Quote memory a = _quoteFor(host, renter, 1);
+        Quote memory b = _quoteFor(host, renter, 2);
+        a.pricePerSecond = 99;
+        b.pricePerSecond = 99;
+        _openAndStart(a, 99 * 200);
+        _openAndStart(b, 99 * 200);
+        Quote[] memory qs = new Quote[](2);
+        (qs[0], qs[1]) = (a, b);
+        for (uint256 i; i < 50; ++i) {
+            skip(1);
+            vm.prank(host);
+            escrow.withdrawMany(qs);
+        }
+        // Then the renter closes one after 50 more seconds: its close pays the rest of its fee.
+        skip(50);
+        vm.prank(renter);
+        escrow.close(a);
+        // a earned 100 s * 99 = 9900 (fee 99), b 50 s * 99 = 4950 (fee 49).
+        assertEq(escrow.feesAccrued(), 99 + 49);
+        assertEq(usd.balanceOf(host), 9900 - 99 + 4950 - 49);
+    }
+
+    function test_close_feeOnCumulativeEarnings() public {
+        Quote memory q = _quote();
+        q.pricePerSecond = 99;
+        _openAndStart(q, 99 * 200);
+        for (uint256 i; i < 3; ++i) {
+            skip(1);
+            vm.prank(host);
+            escrow.withdraw(q);
+        }
+        assertEq(escrow.feesAccrued(), 2, "floor(297 * 1 %)");
+        skip(97);
+        vm.expectEmit(address(escrow));
+        emit IGpuFlowEscrow.LeaseClosed(
+            _leaseId(escrow, q),
+            host,
+            renter,
+            renter,
+            CloseReason.RenterClosed,
+            97 * 99 - (99 - 2),
+            99 - 2,
+            99 * 100,
+            T0,
+            block.timestamp
+        );
+        vm.prank(renter);
+        escrow.close(q);
+        assertEq(escrow.feesAccrued(), 99, "the close charges fee(9900) - fee(297)");
     }
 
     function test_withdraw_stopsAtDeposit() public {
@@ -94,7 +167,7 @@ contract WithdrawTest is EscrowTestBase {
     function test_withdraw_revertsForUnknownLease() public {
         Quote memory q = _quote();
         vm.prank(host);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, q)));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, q)));
         escrow.withdraw(q);
     }
 
@@ -213,7 +286,7 @@ contract WithdrawTest is EscrowTestBase {
         qs[0] = q;
         qs[1] = _quoteFor(host, renter, 99);
         vm.prank(host);
-        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _digest(escrow, qs[1])));
+        vm.expectRevert(abi.encodeWithSelector(IGpuFlowEscrow.LeaseNotFound.selector, _leaseId(escrow, qs[1])));
         escrow.withdrawMany(qs);
     }
 

@@ -21,6 +21,13 @@ if ! FORGE_SNAPSHOT_EMIT=true bin/forge snapshot --isolate \
   exit 1
 fi
 cp snapshots/GasTest.json "$tmp/GasTest.new.json"
+# forge can find no tests at all and still exit 0 (forge 1.7.1 does so after a `forge lint` that
+# compiled changed files, until the next forced build); an empty record is no check.
+if ! grep -q '^GasTest:' "$tmp/gas-snapshot"; then
+  cat "$tmp/log" >&2
+  echo "error: no gas test ran (stale forge cache? try 'bin/forge build --force')" >&2
+  exit 1
+fi
 
 status=0
 if ! diff -u .gas-snapshot "$tmp/gas-snapshot"; then status=1; fi

@@ -318,6 +318,11 @@ impl LeaseFront {
         Ok(busy)
     }
 
+    /// When `renter`'s pending leases on this host were cancelled since `since` (oldest first).
+    pub async fn cancelled_by(&self, renter: Address, since: u64) -> Result<Vec<u64>, EngineError> {
+        Ok(self.repo.cancelled_by(renter, since).await?)
+    }
+
     /// Whether the quote that becomes `lease` was opened (or has ended): its GPUs are then
     /// accounted for by [`LeaseFront::busy_devices`], not by the quote's reservation.
     pub async fn opened_or_done(&self, lease: B256) -> Result<bool, EngineError> {
@@ -408,6 +413,22 @@ pub struct EngineParts {
     pub payouts: PayoutRepo,
 }
 
+/// Why a lease opened on `quote` with `deposit` is below the host's shortest lease
+/// (`min_secs`), if it is: the quote's signed minimum or the deposit's running time is shorter.
+pub fn below_minimum(quote: &escrow_types::Quote, deposit: U256, min_secs: u64) -> Option<String> {
+    let min = U256::from(min_secs);
+    if quote.minDuration < min {
+        return Some(format!(
+            "its quote allows leases of {}s, this host's minimum is {min_secs}s",
+            quote.minDuration
+        ));
+    }
+    let needed = quote.pricePerSecond.saturating_mul(min);
+    (deposit < needed).then(|| {
+        format!("its deposit {deposit} is below {needed} ({min_secs}s at the quoted price)")
+    })
+}
+
 /// Starts the watcher and the engine worker as tasks in `tasks` (both end on `cancel`), running
 /// workloads on `runtime`.
 pub async fn start(
@@ -459,6 +480,7 @@ pub async fn start(
         tick: engine.tick,
         ready_timeout: engine.ready_timeout,
         withdraw_every: (interval > 0).then(|| Duration::from_secs(interval)),
+        min_lease_secs: config.offers.min_duration_secs,
     };
     tasks.spawn(worker.run(events, nudges, commands, cancel.clone()));
     tracing::info!(target: "lease", rpc = %engine.rpc_url, escrow = %chain.escrow, %host, runtime = %kind,
@@ -501,6 +523,9 @@ pub struct Engine<P, R> {
     ready_timeout: Duration,
     /// Scheduled withdrawal period; `None`: no schedule.
     withdraw_every: Option<Duration>,
+    /// The host's shortest lease (`[offers] min_duration_secs`): a lease whose quote or deposit
+    /// is below it is declined, not started.
+    min_lease_secs: u64,
 }
 
 impl<P: Provider, R: Runtime> Engine<P, R> {
@@ -633,6 +658,17 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 return Ok(true);
             }
             (State::Opened, CHAIN_PENDING) => {
+                if let Some(why) =
+                    below_minimum(&rec.quote, U256::from(view.deposit), self.min_lease_secs)
+                {
+                    // Quotes this node issues carry its minimum, and the escrow enforces it at
+                    // `open`; only a quote from before the minimum was raised gets here. Closing
+                    // refunds the renter at once (logged on chain as HostDeclined).
+                    tracing::warn!(target: "lease", lease = %id, %why, "declining the lease");
+                    let m = self.tx.close(&rec.quote).await?;
+                    tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease declined on chain");
+                    return Ok(true);
+                }
                 let opened = u64::try_from(view.since).unwrap_or(u64::MAX);
                 let deadline = opened.saturating_add(self.accept_timeout().await?);
                 let chain_now = self.chain_now().await?;
@@ -836,6 +872,27 @@ fn runnable_spec(spec: &LeaseSpec, kind: RuntimeKind) -> LeaseSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_below_the_hosts_minimum_are_declined() {
+        let quote = escrow_types::Quote {
+            host: Address::repeat_byte(1),
+            renter: Address::repeat_byte(2),
+            pricePerSecond: U256::from(10u64),
+            minDuration: U256::from(600u64),
+            maxDuration: U256::from(7200u64),
+            expiry: U256::from(1u64),
+            nonce: U256::from(1u64),
+            specHash: B256::ZERO,
+        };
+        // 600 s at 10 per second is the smallest deposit that passes.
+        assert_eq!(below_minimum(&quote, U256::from(6000u64), 600), None);
+        let short = below_minimum(&quote, U256::from(5999u64), 600).unwrap();
+        assert!(short.contains("below 6000"), "{short}");
+        // A quote signed with a lower minimum than the host's current one (raised since).
+        let old = below_minimum(&quote, U256::from(72_000u64), 601).unwrap();
+        assert!(old.contains("600s"), "{old}");
+    }
 
     #[test]
     fn process_runtime_runs_the_stand_in_for_images_docker_runs_the_spec() {

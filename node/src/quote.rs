@@ -20,7 +20,13 @@
 //!   valid names, none the host sets itself) and `ports` (at most
 //!   [`MAX_REQUEST_PORTS`](gpuflow_protocol::wire::MAX_REQUEST_PORTS), non-zero, no duplicates);
 //! - the price per second, `floor(price_per_gpu_hour * gpus / 3600)` base units, is above zero;
+//! - the renter wallet holds fewer than [`MAX_QUOTES_PER_RENTER`] live quotes here, and has not
+//!   cancelled [`MAX_CANCELS_PER_RENTER`] pending leases of this host within the last
+//!   [`CANCEL_WINDOW_SECS`] (answered `rate_limited`, with when to retry);
 //! - enough of the offer's GPUs are free of other live reservations.
+//!
+//! The quote carries the offer's `min_duration_secs` as its `minDuration`, so the escrow refuses
+//! any deposit below `pricePerSecond * minDuration` (no dust leases).
 //!
 //! The lease spec the quote commits to is built by [`spec`]: a built-in template the offer lists
 //! expands into its image, ports and command; anything else is a container image.
@@ -53,6 +59,16 @@ pub mod spec;
 
 /// How long the GPUs are held for a quote, and so how long the quote can be opened.
 pub const RESERVATION_SECS: u64 = 300;
+
+/// Live quotes (GPU reservations) one renter wallet may hold on this host at once. A renter
+/// needs one to rent; a few more let it compare offers. Beyond this the request is refused
+/// `rate_limited` until one of its quotes is opened or expires.
+pub const MAX_QUOTES_PER_RENTER: usize = 2;
+/// Pending leases a renter wallet may cancel on this host within [`CANCEL_WINDOW_SECS`] before
+/// the desk stops quoting it: each open-then-cancel held GPUs for nothing (the refund is full).
+pub const MAX_CANCELS_PER_RENTER: usize = 3;
+/// See [`MAX_CANCELS_PER_RENTER`].
+pub const CANCEL_WINDOW_SECS: u64 = 3600;
 
 /// OpenSSH public key types a renter may send.
 const SSH_KEY_TYPES: &[&str] = &[
@@ -172,6 +188,14 @@ pub enum QuoteError {
     /// The host wallet could not sign.
     #[error("host wallet could not sign the quote: {0}")]
     Sign(#[source] alloy::signers::Error),
+    /// The renter wallet hit one of the per-wallet limits.
+    #[error("{why}; try again in {retry_after_secs}s")]
+    RateLimited {
+        /// Which limit, naming the wallet.
+        why: String,
+        /// Seconds until the limit lets the wallet in again.
+        retry_after_secs: u64,
+    },
     /// The lease table (which GPUs are leased) could not be read.
     #[error("the host cannot check which GPUs are leased ({0}); try again")]
     Leases(String),
@@ -183,6 +207,7 @@ impl QuoteError {
         match self {
             Self::UnknownOffer { .. } => code::UNKNOWN_OFFER,
             Self::NoCapacity { .. } => code::NO_CAPACITY,
+            Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Sign(_) | Self::Leases(_) => code::INTERNAL,
             Self::ZeroRenter
             | Self::Duration { .. }
@@ -207,6 +232,7 @@ impl QuoteError {
 #[derive(Debug, Clone)]
 struct Reservation {
     offer: OfferId,
+    renter: Address,
     devices: Vec<String>,
     until: u64,
     /// The lease id the quote becomes when opened.
@@ -336,6 +362,24 @@ impl QuoteDesk {
         let offer = &desk_offer.offer;
         check_request(offer, req)?;
         let price = price_per_second(offer.price_per_gpu_hour, req.gpus)?;
+        let mine: Vec<u64> = self
+            .reservations
+            .iter()
+            .filter(|r| r.renter == req.renter)
+            .map(|r| r.until)
+            .collect();
+        if mine.len() >= MAX_QUOTES_PER_RENTER {
+            let first_free = mine.iter().min().copied().unwrap_or(now);
+            return Err(QuoteError::RateLimited {
+                why: format!(
+                    "wallet {} already holds {} unopened quotes on this host (at most \
+                     {MAX_QUOTES_PER_RENTER}); open one or let them expire",
+                    req.renter,
+                    mine.len()
+                ),
+                retry_after_secs: first_free.saturating_sub(now).max(1),
+            });
+        }
 
         let taken: Vec<&String> = self
             .reservations
@@ -375,6 +419,7 @@ impl QuoteDesk {
             host: self.wallet.address(),
             renter: req.renter,
             pricePerSecond: price,
+            minDuration: U256::from(offer.min_duration_secs),
             maxDuration: U256::from(req.duration_secs),
             expiry: U256::from(until),
             nonce: U256::from(nonce),
@@ -385,6 +430,7 @@ impl QuoteDesk {
         self.last_nonce = nonce;
         self.reservations.push(Reservation {
             offer: req.offer_id,
+            renter: req.renter,
             devices,
             until,
             lease: escrow::lease_id(&quote, &self.domain),
@@ -396,6 +442,29 @@ impl QuoteDesk {
             spec: spec_json,
         })
     }
+}
+
+/// Refuses a renter whose recent cancellations (`cancelled_at`, unix seconds, oldest first)
+/// reached [`MAX_CANCELS_PER_RENTER`] within [`CANCEL_WINDOW_SECS`] of `now`.
+fn check_cancels(renter: Address, cancelled_at: &[u64], now: u64) -> Result<(), QuoteError> {
+    let recent: Vec<u64> = cancelled_at
+        .iter()
+        .copied()
+        .filter(|t| now.saturating_sub(*t) < CANCEL_WINDOW_SECS)
+        .collect();
+    if recent.len() < MAX_CANCELS_PER_RENTER {
+        return Ok(());
+    }
+    // The limit lifts once enough of them are older than the window.
+    let lifts_at = recent[recent.len() - MAX_CANCELS_PER_RENTER] + CANCEL_WINDOW_SECS;
+    Err(QuoteError::RateLimited {
+        why: format!(
+            "wallet {renter} cancelled {} pending leases on this host within the last hour \
+             ({MAX_CANCELS_PER_RENTER} pause its quotes for an hour: each held GPUs for nothing)",
+            recent.len(),
+        ),
+        retry_after_secs: lifts_at.saturating_sub(now).max(1),
+    })
 }
 
 /// Microseconds since the Unix epoch (0 if the clock is before it).
@@ -573,6 +642,9 @@ async fn quote_with_leases(
     let leases = |e: EngineError| QuoteError::Leases(e.to_string());
     let busy = match front {
         Some(f) => {
+            let since = now.saturating_sub(CANCEL_WINDOW_SECS);
+            let cancels = f.cancelled_by(req.renter, since).await.map_err(leases)?;
+            check_cancels(req.renter, &cancels, now)?;
             for lease in desk.reserved_leases() {
                 if f.opened_or_done(lease).await.map_err(leases)? {
                     desk.release(lease);

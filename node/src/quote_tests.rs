@@ -386,8 +386,10 @@ fn templates_expand_into_image_ports_and_command_for_docker() {
     assert_eq!(spec.ports, vec![22], "SSH under Docker");
     assert!(spec.command.is_empty());
 
-    // A listed name that is no built-in template is an image, used as it is.
+    // A listed name that is no built-in template is an image, used as it is. (Another wallet:
+    // this one holds the most live quotes a wallet may.)
     req.image_or_template = "ubuntu:24.04".into();
+    req.renter = Address::repeat_byte(3);
     let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
     assert_eq!(spec.image.as_deref(), Some("ubuntu:24.04"));
     assert!(spec.ports.is_empty() && spec.command.is_empty());
@@ -505,4 +507,58 @@ fn released_reservations_free_their_gpus_before_the_quote_expires() {
     desk.release(lease);
     assert!(desk.reserved_leases().is_empty());
     assert!(desk.quote(&request(id, 4), NOW + 2).is_ok());
+}
+
+#[test]
+fn the_quote_carries_the_offers_minimum_so_the_escrow_refuses_dust() {
+    let (mut desk, _, id) = desk();
+    let q = desk.quote(&request(id, 1), NOW).unwrap();
+    // The fixture offer's shortest lease is 60 s.
+    assert_eq!(q.quote.min_duration, U256::from(60u64));
+    // It is signed: changing it changes the digest the host signed, so the signature no longer
+    // recovers to the host.
+    let mut cheaper = Quote::from(q.quote.clone());
+    cheaper.minDuration = U256::from(1u64);
+    let signer = escrow::recover_quote_signer(&cheaper, &q.signature, desk.domain()).unwrap();
+    assert_ne!(signer, Quote::from(q.quote).host);
+}
+
+#[test]
+fn one_renter_wallet_holds_at_most_a_few_live_quotes() {
+    let (mut desk, _, id) = desk();
+    for _ in 0..MAX_QUOTES_PER_RENTER {
+        desk.quote(&request(id, 1), NOW).unwrap();
+    }
+    let err = desk.quote(&request(id, 1), NOW + 10).unwrap_err();
+    assert_eq!(err.code(), code::RATE_LIMITED);
+    // Retry once the first quote expires.
+    assert!(
+        err.to_string()
+            .contains(&format!("try again in {}s", RESERVATION_SECS - 10)),
+        "{err}"
+    );
+    // Another wallet still gets the remaining GPUs.
+    let mut other = request(id, 1);
+    other.renter = Address::repeat_byte(3);
+    desk.quote(&other, NOW + 10).unwrap();
+    // Once the quotes expire the wallet is quoted again.
+    desk.quote(&request(id, 1), NOW + RESERVATION_SECS).unwrap();
+}
+
+#[test]
+fn a_wallet_that_keeps_cancelling_is_paused_for_the_window() {
+    let renter = Address::repeat_byte(2);
+    let below: Vec<u64> = (0..MAX_CANCELS_PER_RENTER as u64 - 1)
+        .map(|i| NOW - 100 + i)
+        .collect();
+    check_cancels(renter, &below, NOW).unwrap();
+    let at_limit: Vec<u64> = (0..MAX_CANCELS_PER_RENTER as u64)
+        .map(|i| NOW - 100 + i)
+        .collect();
+    let err = check_cancels(renter, &at_limit, NOW).unwrap_err();
+    assert_eq!(err.code(), code::RATE_LIMITED);
+    // The first of the cancellations that count leaves the window 3500 s from now.
+    assert!(err.to_string().contains("try again in 3500s"), "{err}");
+    // Cancellations older than the window no longer count.
+    check_cancels(renter, &at_limit, NOW - 100 + CANCEL_WINDOW_SECS).unwrap();
 }

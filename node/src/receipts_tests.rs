@@ -37,6 +37,7 @@ async fn fixture(opened: bool) -> Fixture {
         host: host.address(),
         renter: renter.address(),
         pricePerSecond: U256::from(139u64),
+        minDuration: U256::ZERO,
         maxDuration: U256::from(86_400u64),
         expiry: U256::from(NOW + 600),
         nonce: U256::from(1u64),

@@ -1,11 +1,14 @@
 //! Escrow contract bindings, EIP-712 quotes and lease ids.
 //!
-//! The contract identifies a lease by the EIP-712 digest of the host-signed [`Quote`]: the same
-//! quote can be opened once, on one chain, at one deployment. Every call after `open` passes the
-//! quote again, and the contract recomputes the id from it; only one storage slot per lease is
-//! written, which is what keeps `open` under its gas target.
+//! The host signs the EIP-712 digest of a [`Quote`] ([`quote_digest`]); it binds the chain id and
+//! the deployment, so a quote can be opened only on the chain and escrow it was signed for. The
+//! contract keys the lease by [`lease_id`] = `keccak256(abi.encode(escrow, structHash))`, which
+//! leaves the chain id out: a chain that changes its id (a fork) keeps every open lease
+//! reachable, while no new quote signed for the old id can be opened. Every call after `open`
+//! passes the quote again, and the contract recomputes the id from it; only one storage slot per
+//! lease is written, which is what keeps `open` under its gas target.
 
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes, keccak256};
 use alloy::signers::{SignerSync, local::PrivateKeySigner};
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 
@@ -45,9 +48,21 @@ pub fn domain(chain_id: u64, escrow: Address) -> Eip712Domain {
     }
 }
 
-/// The lease id the contract assigns to `quote`: its EIP-712 signing digest under `domain`.
-pub fn lease_id(quote: &Quote, domain: &Eip712Domain) -> B256 {
+/// The EIP-712 digest of `quote` under `domain` (the contract's `quoteDigest`): what the host
+/// signs and `open` verifies.
+pub fn quote_digest(quote: &Quote, domain: &Eip712Domain) -> B256 {
     quote.eip712_signing_hash(domain)
+}
+
+/// The lease id the contract assigns to `quote` (its `leaseIdOf`):
+/// `keccak256(abi.encode(escrow, hashStruct(quote)))`, with the escrow address from `domain`.
+/// Unlike [`quote_digest`] it does not depend on the chain id.
+pub fn lease_id(quote: &Quote, domain: &Eip712Domain) -> B256 {
+    let escrow = domain.verifying_contract.unwrap_or_default();
+    let mut buf = [0u8; 64];
+    buf[12..32].copy_from_slice(escrow.as_slice());
+    buf[32..].copy_from_slice(quote.eip712_hash_struct().as_slice());
+    keccak256(buf)
 }
 
 /// Signs `quote` with the host wallet, returning the 65-byte `r || s || v` signature `open`
@@ -57,7 +72,7 @@ pub fn sign_quote(
     quote: &Quote,
     domain: &Eip712Domain,
 ) -> Result<Bytes, alloy::signers::Error> {
-    let sig = signer.sign_hash_sync(&lease_id(quote, domain))?;
+    let sig = signer.sign_hash_sync(&quote_digest(quote, domain))?;
     Ok(Bytes::from(sig.as_bytes().to_vec()))
 }
 
@@ -72,7 +87,7 @@ pub fn recover_quote_signer(
             len: signature.len(),
         }
     })?;
-    sig.recover_address_from_prehash(&lease_id(quote, domain))
+    sig.recover_address_from_prehash(&quote_digest(quote, domain))
         .map_err(|_| QuoteSignatureError::Unrecoverable)
 }
 
@@ -102,6 +117,7 @@ mod tests {
             host,
             renter: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
             pricePerSecond: U256::from(139u64),
+            minDuration: U256::from(600u64),
             maxDuration: U256::from(86_400u64),
             expiry: U256::from(1_900_000_000u64),
             nonce: U256::from(7u64),
@@ -124,12 +140,25 @@ mod tests {
 
         // Another chain or another deployment gives another digest, so another signer.
         for other in [domain(1, escrow), domain(31_337, Address::repeat_byte(1))] {
-            assert_ne!(lease_id(&q, &other), lease_id(&q, &d));
+            assert_ne!(quote_digest(&q, &other), quote_digest(&q, &d));
             assert_ne!(
                 recover_quote_signer(&q, &sig, &other).unwrap(),
                 signer.address()
             );
         }
+    }
+
+    #[test]
+    fn lease_id_binds_the_deployment_but_not_the_chain_id() {
+        let q = quote(Address::repeat_byte(7));
+        let escrow = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
+        let d = domain(31_337, escrow);
+        assert_eq!(lease_id(&q, &d), lease_id(&q, &domain(1, escrow)));
+        assert_ne!(
+            lease_id(&q, &d),
+            lease_id(&q, &domain(31_337, Address::repeat_byte(1)))
+        );
+        assert_ne!(lease_id(&q, &d), quote_digest(&q, &d));
     }
 
     #[test]

@@ -21,10 +21,13 @@ pub enum CloseReason {
     HostClosed,
     /// A running lease was closed after its deposit was used up.
     Depleted,
-    /// A pending lease was closed before the accept timeout (the renter changed its mind).
+    /// The renter closed a pending lease before the accept timeout (it changed its mind).
     CancelledBeforeStart,
     /// A pending lease was closed after the host let the accept timeout pass.
     NeverStarted,
+    /// The host closed a pending lease before the accept timeout: it refused the renter's
+    /// `open`. (Older deployments logged this as [`CloseReason::CancelledBeforeStart`].)
+    HostDeclined,
     /// A value this code does not know (a newer contract).
     Unknown(u8),
 }
@@ -37,6 +40,7 @@ impl From<u8> for CloseReason {
             2 => Self::Depleted,
             3 => Self::CancelledBeforeStart,
             4 => Self::NeverStarted,
+            5 => Self::HostDeclined,
             other => Self::Unknown(other),
         }
     }
@@ -51,6 +55,7 @@ impl CloseReason {
             Self::Depleted => 2,
             Self::CancelledBeforeStart => 3,
             Self::NeverStarted => 4,
+            Self::HostDeclined => 5,
             Self::Unknown(v) => v,
         }
     }
@@ -103,6 +108,8 @@ pub enum EscrowEvent {
     Closed(GpuFlowEscrow::LeaseClosed),
     /// `HostRegistered`: a host bound its wallet to a libp2p peer id.
     Registered(GpuFlowEscrow::HostRegistered),
+    /// `HostUnregistered`: a host left the registry; its wallet no longer names a peer id.
+    Unregistered(GpuFlowEscrow::HostUnregistered),
 }
 
 /// A log whose signature is an escrow event's but whose data or topics do not match its ABI.
@@ -143,6 +150,7 @@ impl EscrowEvent {
             GpuFlowEscrow::Withdrawn::SIGNATURE_HASH => Self::Withdrawn(ev(log)?),
             GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH => Self::Closed(ev(log)?),
             GpuFlowEscrow::HostRegistered::SIGNATURE_HASH => Self::Registered(ev(log)?),
+            GpuFlowEscrow::HostUnregistered::SIGNATURE_HASH => Self::Unregistered(ev(log)?),
             _ => return Ok(None),
         };
         Ok(Some(event))
@@ -189,6 +197,10 @@ mod tests {
             assert_eq!(CloseReason::from(code).code(), code);
         }
         assert_eq!(CloseReason::from(1), CloseReason::HostClosed);
+        assert_eq!(CloseReason::from(4), CloseReason::NeverStarted);
+        assert_eq!(CloseReason::from(5), CloseReason::HostDeclined);
+        assert_eq!(CloseReason::HostDeclined.code(), 5);
+        assert_eq!(CloseReason::from(6), CloseReason::Unknown(6));
         assert_eq!(CloseReason::from(9), CloseReason::Unknown(9));
     }
 

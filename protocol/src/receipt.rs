@@ -40,7 +40,7 @@ pub const MAX_OFFER_RECEIPTS: usize = 8;
 /// A [`Receipt`] with the renter's 65-byte signature, as it travels (p2p and inside offers).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SignedReceipt {
-    /// The lease (the quote's EIP-712 digest).
+    /// The lease id ([`crate::escrow::lease_id`]).
     pub lease_id: B256,
     /// The renter wallet that signed.
     pub renter: Address,

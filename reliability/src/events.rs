@@ -16,12 +16,13 @@ use gpuflow_protocol::escrow_events::{
 use crate::formula::CloseReason;
 
 /// Signatures (topic 0) of the events the indexer asks for.
-pub const INDEXED: [B256; 5] = [
+pub const INDEXED: [B256; 6] = [
     GpuFlowEscrow::LeaseOpened::SIGNATURE_HASH,
     GpuFlowEscrow::LeaseStarted::SIGNATURE_HASH,
     GpuFlowEscrow::Withdrawn::SIGNATURE_HASH,
     GpuFlowEscrow::LeaseClosed::SIGNATURE_HASH,
     GpuFlowEscrow::HostRegistered::SIGNATURE_HASH,
+    GpuFlowEscrow::HostUnregistered::SIGNATURE_HASH,
 ];
 
 /// Where a log sits on chain.
@@ -85,7 +86,8 @@ pub enum Event {
         /// Chain time of the close.
         closed_at: u64,
     },
-    /// `HostRegistered`.
+    /// `HostRegistered`: a wallet registered (or re-registered) with a peer id. The contract
+    /// takes any peer id bytes, so this is the wallet's claim, not proof that it runs that peer.
     Registered {
         /// Host wallet.
         host: Address,
@@ -93,6 +95,13 @@ pub enum Event {
         peer_id: Bytes,
         /// First registration time.
         registered_at: u64,
+    },
+    /// `HostUnregistered`: the wallet left the registry; it no longer names a peer id.
+    Unregistered {
+        /// Host wallet.
+        host: Address,
+        /// When its bond can be withdrawn (unix seconds).
+        bond_unlock_at: u64,
     },
 }
 
@@ -190,6 +199,10 @@ pub fn decode(log: &Log, escrow: Address, from: u64, to: u64) -> Result<(Place, 
             peer_id: e.peerId,
             registered_at: secs(e.registeredAt),
         },
+        Some(EscrowEvent::Unregistered(e)) => Event::Unregistered {
+            host: e.host,
+            bond_unlock_at: secs(e.bondUnlockAt),
+        },
         Some(EscrowEvent::ToppedUp(_)) | None => return Err(Skip::Unasked),
     };
     Ok((place, event))
@@ -273,6 +286,85 @@ mod tests {
         ));
         let none = LogData::new_unchecked(vec![], Bytes::new());
         assert!(decode(&raw(ESCROW, none, Some(5)), ESCROW, 1, 9).is_err());
+    }
+
+    #[test]
+    fn registry_events_decode_and_a_truncated_unregistration_is_skipped() {
+        let reg = GpuFlowEscrow::HostRegistered {
+            host: Address::repeat_byte(2),
+            peerId: Bytes::from_static(b"peer"),
+            registeredAt: U256::from(10u64),
+            bond: U256::ZERO,
+        }
+        .encode_log_data();
+        let (_, ev) = decode(&raw(ESCROW, reg, Some(5)), ESCROW, 1, 9).unwrap();
+        assert_eq!(
+            ev,
+            Event::Registered {
+                host: Address::repeat_byte(2),
+                peer_id: Bytes::from_static(b"peer"),
+                registered_at: 10
+            }
+        );
+        let unreg = GpuFlowEscrow::HostUnregistered {
+            host: Address::repeat_byte(2),
+            bondUnlockAt: U256::MAX,
+        }
+        .encode_log_data();
+        let (place, ev) = decode(&raw(ESCROW, unreg.clone(), Some(6)), ESCROW, 1, 9).unwrap();
+        assert_eq!(place.block, 6);
+        assert_eq!(
+            ev,
+            Event::Unregistered {
+                host: Address::repeat_byte(2),
+                bond_unlock_at: u64::MAX,
+            }
+        );
+        assert!(INDEXED.contains(&unreg.topics()[0]));
+        // Hostile variants: truncated data, the indexed host missing.
+        let bad = LogData::new_unchecked(unreg.topics().to_vec(), Bytes::from_static(&[1]));
+        assert!(matches!(
+            decode(&raw(ESCROW, bad, Some(6)), ESCROW, 1, 9),
+            Err(Skip::Abi { event, .. }) if event == GpuFlowEscrow::HostUnregistered::SIGNATURE
+        ));
+        let short = LogData::new_unchecked(vec![unreg.topics()[0]], unreg.data.clone());
+        assert!(matches!(
+            decode(&raw(ESCROW, short, Some(6)), ESCROW, 1, 9),
+            Err(Skip::Abi { .. })
+        ));
+        // Still only from the escrow.
+        assert!(matches!(
+            decode(&raw(Address::repeat_byte(9), unreg, Some(6)), ESCROW, 1, 9),
+            Err(Skip::OtherAddress(_))
+        ));
+    }
+
+    #[test]
+    fn a_host_declined_close_decodes_as_its_own_reason() {
+        let data = GpuFlowEscrow::LeaseClosed {
+            leaseId: B256::repeat_byte(1),
+            host: Address::repeat_byte(2),
+            renter: Address::repeat_byte(3),
+            closedBy: Address::repeat_byte(2),
+            reason: 5,
+            hostAmount: U256::ZERO,
+            fee: U256::ZERO,
+            refund: U256::from(1000u64),
+            startedAt: U256::ZERO,
+            closedAt: U256::from(100u64),
+        }
+        .encode_log_data();
+        let (_, ev) = decode(&raw(ESCROW, data, Some(5)), ESCROW, 1, 9).unwrap();
+        assert!(
+            matches!(
+                ev,
+                Event::Closed {
+                    reason: CloseReason::HostDeclined,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct LeaseEnd {
 /// One lease as the escrow's events describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
-    /// Lease id (the quote's EIP-712 digest).
+    /// Lease id (`gpuflow_protocol::escrow::lease_id`).
     pub lease_id: B256,
     /// Host wallet.
     pub host: Address,
@@ -69,6 +69,9 @@ pub enum OutcomeKind {
     HostClosed,
     /// The host never started it within the accept timeout.
     NeverStarted,
+    /// The host closed it before starting it, within the accept timeout: it refused the
+    /// renter's `open`. Scored exactly like [`OutcomeKind::NeverStarted`].
+    HostDeclined,
     /// The renter cancelled before the timeout; not the host's doing, so not scored.
     Cancelled,
     /// Still open; scored once it closes.
@@ -84,6 +87,7 @@ impl OutcomeKind {
             Self::NormalEnd => "normal_end",
             Self::HostClosed => "host_closed",
             Self::NeverStarted => "never_started",
+            Self::HostDeclined => "host_declined",
             Self::Cancelled => "cancelled",
             Self::Running => "running",
             Self::Unknown => "unknown",
@@ -97,7 +101,7 @@ pub struct Outcome {
     /// What happened.
     pub kind: OutcomeKind,
     /// v_i in base units: what the renter paid, plus the lost service for a host close; one
-    /// hour of the quoted price for a never-started lease; 0 when not scored.
+    /// hour of the quoted price for a never-started or host-declined lease; 0 when not scored.
     pub value: u128,
     /// o_i in [0, 1]; `None` when the lease is not scored.
     pub good: Option<f64>,
@@ -152,8 +156,14 @@ pub fn outcome(r: &LeaseRecord, p: &Params) -> Outcome {
             };
             (OutcomeKind::HostClosed, value, Some(good))
         }
-        CloseReason::NeverStarted => (
-            OutcomeKind::NeverStarted,
+        // A host that refuses a renter's `open` wasted the renter's time as much as one that
+        // lets the accept timeout pass: same value, same outcome, only the name differs.
+        CloseReason::NeverStarted | CloseReason::HostDeclined => (
+            if end.reason == CloseReason::HostDeclined {
+                OutcomeKind::HostDeclined
+            } else {
+                OutcomeKind::NeverStarted
+            },
             r.price_per_second
                 .saturating_mul(u128::from(p.never_started_secs)),
             Some(0.0),
@@ -178,6 +188,8 @@ pub struct OutcomeCounts {
     pub host_closed: u64,
     /// See [`OutcomeKind::NeverStarted`].
     pub never_started: u64,
+    /// See [`OutcomeKind::HostDeclined`].
+    pub host_declined: u64,
     /// See [`OutcomeKind::Cancelled`].
     pub cancelled: u64,
     /// See [`OutcomeKind::Running`].
@@ -192,6 +204,7 @@ impl OutcomeCounts {
             OutcomeKind::NormalEnd => &mut self.normal_end,
             OutcomeKind::HostClosed => &mut self.host_closed,
             OutcomeKind::NeverStarted => &mut self.never_started,
+            OutcomeKind::HostDeclined => &mut self.host_declined,
             OutcomeKind::Cancelled => &mut self.cancelled,
             OutcomeKind::Running => &mut self.running,
             OutcomeKind::Unknown => &mut self.unknown,

@@ -44,7 +44,8 @@ impl History {
             started_at: started.then_some(closed_at - served_secs),
             end: Some(LeaseEnd {
                 closed_at,
-                closed_by: if reason == CloseReason::HostClosed {
+                closed_by: if matches!(reason, CloseReason::HostClosed | CloseReason::HostDeclined)
+                {
                     host
                 } else {
                     renter
@@ -138,6 +139,98 @@ fn one_never_started_lease_costs_more_than_one_short_lease_gains() {
     both.never(host, renter, NOW);
     assert!(both.score(host, NOW).reliability < prior.reliability);
     assert!(both.score(host, NOW).rank < prior.rank);
+}
+
+/// A credible renter's history with `host`: two good leases, then one lease that ended for
+/// `reason` (not started: nothing paid) an hour ago.
+fn history_ending_with(host: Address, renter: Address, reason: CloseReason) -> History {
+    let mut h = History::default();
+    h.credible(renter, addr(OTHER));
+    h.good(host, renter, 2 * HOUR_SECS, NOW - 2 * DAY_SECS);
+    h.good(host, renter, 3 * HOUR_SECS, NOW - DAY_SECS);
+    h.push(host, renter, 0, reason, PRICE * 10_000, NOW - HOUR_SECS);
+    h
+}
+
+#[test]
+fn a_host_declined_lease_lowers_the_score_exactly_as_much_as_a_never_started_one() {
+    let (host, renter) = (addr(1), addr(100));
+    let p = Params::default();
+    let never = history_ending_with(host, renter, CloseReason::NeverStarted);
+    let declined = history_ending_with(host, renter, CloseReason::HostDeclined);
+    let mut without = never.records.clone();
+    without.pop();
+    let base = host_report(&without, None, host, NOW, &p).score;
+    let n = host_report(&never.records, None, host, NOW, &p);
+    let d = host_report(&declined.records, None, host, NOW, &p);
+    // The same evidence to the last bit: value, outcome, weight, α, β, mean and rank.
+    assert_eq!(d.score.alpha, n.score.alpha);
+    assert_eq!(d.score.beta, n.score.beta);
+    assert_eq!(d.score.evidence, n.score.evidence);
+    assert_eq!(d.score.reliability, n.score.reliability);
+    assert_eq!(d.score.rank, n.score.rank);
+    assert!(d.score.reliability < base.reliability, "{d:?} vs {base:?}");
+    assert!(d.score.rank < base.rank);
+    let (cn, cd) = (
+        n.contributions.last().unwrap(),
+        d.contributions.last().unwrap(),
+    );
+    assert_eq!(
+        cd.outcome.value,
+        PRICE * u128::from(HOUR_SECS),
+        "one hour of the price"
+    );
+    assert_eq!(cd.outcome.value, cn.outcome.value);
+    assert_eq!(cd.outcome.good, Some(0.0));
+    assert_eq!(cd.weight, cn.weight);
+    assert!(cd.weight > 0.0);
+    // Only the name differs, so `gpuflow host` and GET /hosts can tell them apart.
+    assert_eq!(cn.outcome.kind, OutcomeKind::NeverStarted);
+    assert_eq!(cd.outcome.kind, OutcomeKind::HostDeclined);
+    assert_eq!(cd.outcome.kind.name(), "host_declined");
+    assert_eq!(
+        (
+            d.score.outcomes.host_declined,
+            d.score.outcomes.never_started
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        (
+            n.score.outcomes.host_declined,
+            n.score.outcomes.never_started
+        ),
+        (0, 1)
+    );
+    assert_eq!(d.score.leases, 3);
+}
+
+#[test]
+fn a_renter_cancellation_before_the_start_still_does_not_count() {
+    let (host, renter) = (addr(1), addr(100));
+    let p = Params::default();
+    let cancelled = history_ending_with(host, renter, CloseReason::CancelledBeforeStart);
+    let mut without = cancelled.records.clone();
+    without.pop();
+    let base = host_report(&without, None, host, NOW, &p).score;
+    let c = host_report(&cancelled.records, None, host, NOW, &p);
+    assert_eq!(c.score.alpha, base.alpha);
+    assert_eq!(c.score.beta, base.beta);
+    assert_eq!(c.score.reliability, base.reliability);
+    assert_eq!(c.score.rank, base.rank);
+    let last = c.contributions.last().unwrap();
+    assert_eq!(last.outcome.kind, OutcomeKind::Cancelled);
+    assert_eq!((last.outcome.value, last.outcome.good), (0, None));
+    assert_eq!(last.weight, 0.0);
+    assert_eq!(c.score.outcomes.cancelled, 1);
+    // The declined lease of the same history does lower it.
+    let declined = history_ending_with(host, renter, CloseReason::HostDeclined);
+    assert!(
+        host_report(&declined.records, None, host, NOW, &p)
+            .score
+            .reliability
+            < base.reliability
+    );
 }
 
 #[test]

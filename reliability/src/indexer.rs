@@ -1,7 +1,7 @@
 //! The incremental indexer of every escrow lease event, for scores anyone can recompute.
 //!
 //! [`Indexer::sync_once`] scans the next range of at most `max_range` blocks that are
-//! `confirmations` deep with one `eth_getLogs` (address = escrow, topic 0 = the five events
+//! `confirmations` deep with one `eth_getLogs` (address = escrow, topic 0 = the six events
 //! of [`crate::events::INDEXED`]) and commits the events and the new cursor to SQLite in one
 //! transaction. [`Indexer::run`] repeats that forever with exponential backoff (jittered,
 //! seeded) on RPC errors; [`Indexer::sync_to_head`] until caught up (the CLI's cache).
@@ -150,9 +150,11 @@ pub struct HostHistory {
     pub report: HostReport,
     /// This host's leases, oldest first.
     pub leases: Vec<LeaseRecord>,
-    /// The peer id it last registered, if it registered.
+    /// The peer id it is registered with now: the one of its latest `HostRegistered`, `None`
+    /// if it never registered or unregistered since. The contract takes any peer id bytes, so
+    /// this is the wallet's claim, not proof that it runs that peer.
     pub peer_id: Option<Bytes>,
-    /// Its first registration time.
+    /// Its first registration time (kept after it unregisters).
     pub registered_at: Option<u64>,
     /// The parameters used (they depend on the token's decimals).
     pub params: Params,
@@ -190,7 +192,7 @@ impl ScoreReader {
             .registrations()
             .await?
             .into_iter()
-            .map(|(h, (at, _))| (h, at))
+            .map(|(h, r)| (h, r.first_registered_at))
             .collect();
         let params = self.params().await?;
         Ok(formula::scores(
@@ -205,32 +207,43 @@ impl ScoreReader {
     pub async fn host_history(&self, host: Address, now: u64) -> Result<HostHistory, IndexerError> {
         let records = self.records().await?;
         let reg = self.store.registrations().await?.remove(&host);
+        let registered_at = reg.as_ref().map(|r| r.first_registered_at);
         let params = self.params().await?;
-        let report = formula::host_report(&records, reg.as_ref().map(|r| r.0), host, now, &params);
+        let report = formula::host_report(&records, registered_at, host, now, &params);
         let mut leases: Vec<LeaseRecord> = records.into_iter().filter(|r| r.host == host).collect();
         leases.sort_by_key(|r| (r.opened_at, r.lease_id));
         Ok(HostHistory {
             report,
             leases,
-            registered_at: reg.as_ref().map(|r| r.0),
-            peer_id: reg.map(|r| r.1),
+            registered_at,
+            peer_id: reg.and_then(|r| r.peer_id),
             params,
             ignored_receipts: self.store.ignored_count(host).await?,
         })
     }
 
-    /// The host wallet that last registered `peer_id` (libp2p peer id bytes), if any.
-    pub async fn host_of_peer(&self, peer_id: &[u8]) -> Result<Option<Address>, IndexerError> {
-        Ok(self
-            .store
-            .registrations()
-            .await?
-            .into_iter()
-            .find(|(_, (_, p))| p.as_ref() == peer_id)
-            .map(|(h, _)| h))
+    /// The wallets registered with `peer_id` (libp2p peer id bytes) now, longest-standing
+    /// registration first (see [`ScoreReader::host_of_peer`]). A wallet that unregistered, or
+    /// registered another peer id since, is not among them.
+    pub async fn registrants_of_peer(&self, peer_id: &[u8]) -> Result<Vec<Address>, IndexerError> {
+        Ok(self.store.registrants_of(peer_id).await?)
     }
 
-    /// Hosts that closed a funded lease of `renter` or never started one (see
+    /// The wallet the registry maps `peer_id` to: of the wallets registered with it now, the
+    /// one whose registration with it is the oldest (its first `HostRegistered` naming this
+    /// peer id since it last unregistered or named another, by block and log index; bond
+    /// top-ups do not renew it). `None` if no wallet is registered with it.
+    ///
+    /// **Unverified**: `registerHost` takes any bytes, so anyone can register anyone's peer id.
+    /// The oldest registration wins because a squatter can only copy a peer id once it is
+    /// public, usually after its owner registered it, and re-registering cannot move a squatter
+    /// ahead. The peer's own signed offer (its wallet binding) is the proof; use this only
+    /// when there is none, and say so.
+    pub async fn host_of_peer(&self, peer_id: &[u8]) -> Result<Option<Address>, IndexerError> {
+        Ok(self.registrants_of_peer(peer_id).await?.into_iter().next())
+    }
+
+    /// Hosts that closed a funded lease of `renter`, or never started or declined one (see
     /// [`rank::hosts_that_failed`]).
     pub async fn hosts_that_failed(
         &self,

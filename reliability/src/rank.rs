@@ -115,16 +115,19 @@ pub fn rank_for_rent<T>(
     out
 }
 
-/// Hosts that failed `renter` before: closed one of its funded leases or never started one.
-/// `rent --query` skips them (a renter's request on Golem, yapapi #456).
+/// Hosts that failed `renter` before: closed one of its funded leases, never started one, or
+/// declined one (closed it before starting it). `rent --query` skips them (a renter's request
+/// on Golem, yapapi #456).
 pub fn hosts_that_failed(records: &[LeaseRecord], renter: Address, p: &Params) -> HashSet<Address> {
     records
         .iter()
         .filter(|r| r.renter == renter)
         .filter(|r| {
             let o = outcome(r, p);
-            matches!(o.kind, OutcomeKind::HostClosed | OutcomeKind::NeverStarted)
-                && o.good.is_some_and(|g| g < 1.0)
+            matches!(
+                o.kind,
+                OutcomeKind::HostClosed | OutcomeKind::NeverStarted | OutcomeKind::HostDeclined
+            ) && o.good.is_some_and(|g| g < 1.0)
         })
         .map(|r| r.host)
         .collect()
@@ -225,10 +228,13 @@ mod tests {
             rec(addr(3), me, CloseReason::RenterClosed, 0),
             rec(addr(4), addr(8), CloseReason::NeverStarted, 0),
             rec(addr(5), me, CloseReason::CancelledBeforeStart, 0),
+            rec(addr(6), me, CloseReason::HostDeclined, 0),
+            rec(addr(7), addr(8), CloseReason::HostDeclined, 0),
+            rec(addr(10), me, CloseReason::Unknown(9), 0),
         ];
         assert_eq!(
             hosts_that_failed(&records, me, &p),
-            HashSet::from([addr(1), addr(2)])
+            HashSet::from([addr(1), addr(2), addr(6)])
         );
     }
 }

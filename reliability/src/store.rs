@@ -46,6 +46,20 @@ pub struct BlockRef {
     pub hash: B256,
 }
 
+/// One wallet's entry in the on-chain host registry, as its `HostRegistered` and
+/// `HostUnregistered` events leave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registration {
+    /// Its first registration time (the contract keeps it across unregistrations).
+    pub(crate) first_registered_at: u64,
+    /// The peer id it is registered with now; `None` once it unregistered.
+    pub(crate) peer_id: Option<Bytes>,
+    /// `(block, log index)` of the `HostRegistered` that began its current registration with
+    /// `peer_id`: registering the same peer id again (a bond top-up) keeps it; another peer id,
+    /// or a registration after `HostUnregistered`, starts a new one.
+    pub(crate) since: (u64, u64),
+}
+
 /// Which chain and deployment a database holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -153,6 +167,7 @@ impl Store {
             "DELETE FROM lease_withdrawn",
             "DELETE FROM lease_closed",
             "DELETE FROM host_registered",
+            "DELETE FROM host_unregistered",
             "DELETE FROM receipts",
             "DELETE FROM receipts_ignored",
         ] {
@@ -246,6 +261,7 @@ impl Store {
             "DELETE FROM lease_withdrawn WHERE block_number > ?",
             "DELETE FROM lease_closed WHERE block_number > ?",
             "DELETE FROM host_registered WHERE block_number > ?",
+            "DELETE FROM host_unregistered WHERE block_number > ?",
         ] {
             sqlx::query(stmt).bind(above).execute(&mut *tx).await?;
         }
@@ -316,24 +332,72 @@ impl Store {
         Ok(out)
     }
 
-    /// Each registered host's first registration time and latest peer id.
-    pub(crate) async fn registrations(&self) -> Result<HashMap<Address, (u64, Bytes)>, StoreError> {
+    /// Every wallet that ever registered, with its registry entry as the events in chain order
+    /// leave it: a registration replaces the wallet's peer id, an unregistration clears it.
+    pub(crate) async fn registrations(
+        &self,
+    ) -> Result<BTreeMap<Address, Registration>, StoreError> {
+        // An unregistration is a row without a peer id; (block, log index) is unique across both.
         let rows = sqlx::query(
-            "SELECT host, peer_id, registered_at FROM host_registered \
+            "SELECT block_number, log_index, host, peer_id, registered_at FROM host_registered \
+             UNION ALL \
+             SELECT block_number, log_index, host, NULL, NULL FROM host_unregistered \
              ORDER BY block_number, log_index",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out: HashMap<Address, (u64, Bytes)> = HashMap::new();
+        let mut out: BTreeMap<Address, Registration> = BTreeMap::new();
         for r in rows {
             let host = addr(&r.try_get::<Vec<u8>, _>("host")?);
-            let at = u64_of(r.try_get("registered_at")?);
-            let peer = Bytes::from(r.try_get::<Vec<u8>, _>("peer_id")?);
-            let e = out.entry(host).or_insert((at, peer.clone()));
-            e.0 = e.0.min(at);
-            e.1 = peer;
+            let place = (
+                u64_of(r.try_get("block_number")?),
+                u64_of(r.try_get("log_index")?),
+            );
+            let Some(peer) = r.try_get::<Option<Vec<u8>>, _>("peer_id")?.map(Bytes::from) else {
+                // The contract refuses to unregister a wallet that is not registered, so one
+                // unknown here has nothing to clear.
+                if let Some(e) = out.get_mut(&host) {
+                    e.peer_id = None;
+                }
+                continue;
+            };
+            let at = u64_of(r.try_get::<Option<i64>, _>("registered_at")?.unwrap_or(0));
+            match out.get_mut(&host) {
+                Some(e) => {
+                    e.first_registered_at = e.first_registered_at.min(at);
+                    if e.peer_id.as_ref() != Some(&peer) {
+                        e.since = place;
+                        e.peer_id = Some(peer);
+                    }
+                }
+                None => {
+                    out.insert(
+                        host,
+                        Registration {
+                            first_registered_at: at,
+                            peer_id: Some(peer),
+                            since: place,
+                        },
+                    );
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// The wallets registered with `peer_id` now, longest-standing registration first (by the
+    /// `(block, log index)` of [`Registration::since`], unique, so the order is the same on
+    /// every machine).
+    pub(crate) async fn registrants_of(&self, peer_id: &[u8]) -> Result<Vec<Address>, StoreError> {
+        let mut found: Vec<((u64, u64), Address)> = self
+            .registrations()
+            .await?
+            .into_iter()
+            .filter(|(_, r)| r.peer_id.as_ref().is_some_and(|p| p.as_ref() == peer_id))
+            .map(|(host, r)| (r.since, host))
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, host)| host).collect())
     }
 }
 
@@ -413,7 +477,22 @@ async fn insert_event(
         .bind(host.as_slice())
         .bind(peer_id.to_vec())
         .bind(i64_of(*registered_at)),
+        Event::Unregistered {
+            host,
+            bond_unlock_at,
+        } => sqlx::query(
+            "INSERT OR REPLACE INTO host_unregistered \
+             (block_number, log_index, host, bond_unlock_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(block)
+        .bind(i64_of(place.log_index))
+        .bind(host.as_slice())
+        .bind(i64_of(*bond_unlock_at)),
     };
     q.execute(tx).await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -49,7 +49,7 @@ pub async fn fund_renter(chain: &TestChain, amount: U256) {
 pub struct Lease {
     /// The quote it was opened with.
     pub quote: Quote,
-    /// Its id (`quoteDigest`).
+    /// Its id (`leaseIdOf`).
     pub id: B256,
     /// The `open` transaction.
     pub tx_hash: B256,
@@ -86,10 +86,10 @@ pub async fn open_signed(chain: &TestChain, quote: &Quote, sig: &Bytes, deposit:
         .expect("open receipt");
     assert!(receipt.status(), "open reverted: {receipt:?}");
     let id = escrow
-        .quoteDigest(quote.clone())
+        .leaseIdOf(quote.clone())
         .call()
         .await
-        .expect("quoteDigest");
+        .expect("leaseIdOf");
     Lease {
         quote,
         id,
@@ -113,6 +113,7 @@ pub async fn direct_quote(
         host: key.address(),
         renter: chain.signer(RENTER).address(),
         pricePerSecond: U256::from(price),
+        minDuration: U256::ZERO,
         maxDuration: U256::from(24 * 3600u64),
         expiry: U256::from(chain.now().await.expect("chain time") + 3600),
         nonce: U256::from(nonce),

@@ -6,7 +6,7 @@ use gpuflow_protocol::money::format_units;
 
 use super::leases::{ChainView, target};
 use super::rent_check::{Cost, hours_to_secs};
-use super::rent_pay::{self, Funding, TOPUP_GAS};
+use super::rent_pay::{self, Authorization, Funding, TOPUP_GAS};
 use crate::Failure;
 use crate::chain::status;
 use crate::net::{self, PeerArgs};
@@ -106,18 +106,21 @@ impl ExtendArgs {
         if !self.yes {
             rent_pay::confirm("Add this to the deposit?")?;
         }
-        funding
-            .approve(cost.deposit)
+        let auth = funding
+            .authorize(cost.deposit, facts.block_time)
             .await
             .map_err(Failure::Runtime)?;
+        let escrow = chain.escrow(rec.escrow);
+        let top_up = match &auth {
+            Authorization::Allowance => escrow
+                .topUp(rec.quote(), cost.deposit)
+                .into_transaction_request(),
+            Authorization::Permit(p) => escrow
+                .topUpWithPermit(rec.quote(), cost.deposit, p.deadline, p.v, p.r, p.s)
+                .into_transaction_request(),
+        };
         let receipt = chain
-            .send(
-                chain
-                    .escrow(rec.escrow)
-                    .topUp(rec.quote(), cost.deposit)
-                    .into_transaction_request(),
-                "topUp",
-            )
+            .send(top_up, "topUp")
             .await
             .map_err(Failure::Runtime)?;
         let deposit = view.deposit + cost.deposit;
@@ -128,6 +131,7 @@ impl ExtendArgs {
                 "deposit": Amount::from_u256(deposit, d),
                 "seconds_added": secs,
                 "tx": receipt.transaction_hash.to_string(),
+                "payment": auth.name(),
             });
             let text =
                 serde_json::to_string_pretty(&out).map_err(|e| Failure::Runtime(e.into()))?;

@@ -4,6 +4,11 @@
 //! The cache is `<data dir>/reliability.db`, an index of every host's escrow events kept by
 //! `gpuflow-reliability`. Each command syncs it from the chain RPC first (incremental: only new
 //! blocks are read), so scores never depend on what a host says about itself.
+//!
+//! A peer id is resolved to a wallet by the peer's own signed offer first, the registry only
+//! as an unverified fallback ([`peer`]).
+
+mod peer;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -216,8 +221,9 @@ fn most_named_escrow(offers: &[VerifiedOffer]) -> Option<Address> {
 
 Exit status: 0 shown, 1 no chain RPC answered and nothing is cached, 2 not an address or peer id.")]
 pub(crate) struct HostArgs {
-    /// The host's wallet address (0x…) or libp2p peer id (12D3KooW…; found through the
-    /// on-chain registry, else the wallet its offers are bound to).
+    /// The host's wallet address (0x…) or libp2p peer id (12D3KooW…: the wallet its own signed
+    /// offers are bound to; only for a peer with no offer in the book, the on-chain registry,
+    /// shown as unverified).
     #[arg(value_name = "PEER_ID|ADDRESS")]
     host: String,
     /// Print JSON instead of text.
@@ -234,6 +240,9 @@ pub(crate) struct HostArgs {
 struct JsonHost {
     #[serde(flatten)]
     view: HostView,
+    /// Where the wallet came from, when a peer id was asked for: its offer (verified) or the
+    /// registry (unverified).
+    wallet_source: peer::WalletSource,
     index: ScoreSource,
 }
 
@@ -249,8 +258,13 @@ impl HostArgs {
                 self.host
             )));
         };
-        // The book brings the receipts hosts publish; without it the cache's receipts count.
-        let offers = net::fetch(&self.net, true).await.unwrap_or_default();
+        // The book brings the receipts hosts publish (without it the cache's receipts count)
+        // and the peers' own signed wallet bindings.
+        let (offers, book_error) = match net::fetch(&self.net, true).await {
+            Ok(offers) => (offers, None),
+            Err(Failure::Usage(e) | Failure::Runtime(e))
+            | Err(Failure::TimedOut(e) | Failure::AlreadyClosed(e)) => (Vec::new(), Some(e)),
+        };
         let scores =
             load_scores(&self.scores, self.net.config.as_deref(), &offers, self.json).await;
         let reader = match (&scores.source, &scores.reader) {
@@ -260,67 +274,76 @@ impl HostArgs {
             (_, Some(r)) => r,
             (_, None) => return Err(Failure::Runtime(anyhow!("no host history"))),
         };
-        let wallet = match wanted {
-            Ok(a) => a,
-            Err(peer) => self.wallet_of(reader, peer).await?,
+        let (wallet, source) = match wanted {
+            Ok(a) => (a, peer::WalletSource::argument()),
+            Err(peer) => wallet_of(reader, &peer, &offers, book_error.as_ref()).await?,
         };
+        if !source.verified
+            && let Some(line) = peer::describe(&source)
+        {
+            eprintln!("warning: wallet {wallet} is from {line}");
+        }
         let now = net::unix_now();
         let h = reader
             .host_history(wallet, now)
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
         if self.json {
-            let text = serde_json::to_string_pretty(&json(&h, scores.source))
+            let text = serde_json::to_string_pretty(&json(&h, source, scores.source))
                 .map_err(|e| Failure::Runtime(e.into()))?;
             println!("{text}");
         } else {
-            print!("{}", text(&h, now));
+            print!("{}", text(&h, &source, now));
         }
         Ok(())
     }
-
-    /// The wallet of `peer`: from the registry, else from its offers' wallet binding.
-    async fn wallet_of(&self, reader: &ScoreReader, peer: PeerId) -> Result<Address, Failure> {
-        if let Some(a) = reader
-            .host_of_peer(&peer.to_bytes())
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?
-        {
-            return Ok(a);
-        }
-        let offers = net::fetch(&self.net, self.json).await?;
-        let peer_s = peer.to_string();
-        offers
-            .iter()
-            .find(|v| v.offer.host == peer_s)
-            .map(|v| v.offer.wallet)
-            .ok_or_else(|| {
-                Failure::Runtime(anyhow!(
-                    "peer {peer} is not in the host registry and has no offer in the book; \
-                     pass its wallet address instead"
-                ))
-            })
-    }
 }
 
-fn json(h: &HostHistory, source: ScoreSource) -> JsonHost {
+/// The wallet of `peer`: the one its own signed offer binds (verified), else the registry's
+/// longest-standing registration of the peer id (unverified), else a failure.
+async fn wallet_of(
+    reader: &ScoreReader,
+    peer: &PeerId,
+    offers: &[VerifiedOffer],
+    book_error: Option<&anyhow::Error>,
+) -> Result<(Address, peer::WalletSource), Failure> {
+    let registrants = reader
+        .registrants_of_peer(&peer.to_bytes())
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    if let Some(found) = peer::resolve(peer, offers, &registrants) {
+        return Ok(found);
+    }
+    let book = book_error.map_or_else(
+        || "has no offer in the book".to_owned(),
+        |e| format!("could not be looked up in the book ({e:#})"),
+    );
+    Err(Failure::Runtime(anyhow!(
+        "peer {peer} {book} and no wallet is registered with it; pass its wallet address \
+         instead"
+    )))
+}
+
+fn json(h: &HostHistory, wallet_source: peer::WalletSource, index: ScoreSource) -> JsonHost {
     JsonHost {
         view: HostView::of(h),
-        index: source,
+        wallet_source,
+        index,
     }
 }
 
-fn text(h: &HostHistory, now: u64) -> String {
+fn text(h: &HostHistory, source: &peer::WalletSource, now: u64) -> String {
     let s = &h.report.score;
     let d = h.params.decimals;
     let o = &s.outcomes;
     let fmt = |v: u128| format_units(U256::from(v), d);
     let mut out = format!(
-        "host         {}\nfirst seen   {}\nleases       {} ({} normal end, {} host closed, {} never started, \
-         {} cancelled, {} running)\nvolume       {} tokens paid for service\n\
+        "host         {}\n{}first seen   {}\nleases       {} ({} normal end, {} host closed, {} never started, \
+         {} host declined, {} cancelled, {} running)\nvolume       {} tokens paid for service\n\
          reliability  {:.4} (rank score {:.4} = {}th percentile of Beta(α={:.3}, β={:.3}))\n\
          evidence     {:.3} tokens after decay, credibility and caps (prior {} at {})\n",
         h.report.host,
+        peer::describe(source).map_or(String::new(), |l| format!("wallet from  {l}\n")),
         s.first_seen.map_or("never".into(), |t| format!(
             "{} ago",
             short_duration(now.saturating_sub(t))
@@ -329,6 +352,7 @@ fn text(h: &HostHistory, now: u64) -> String {
         o.normal_end,
         o.host_closed,
         o.never_started,
+        o.host_declined,
         o.cancelled,
         o.running,
         fmt(s.volume),

@@ -20,7 +20,7 @@ use gpuflow_reliability::rank::{Candidate, rank_for_rent};
 
 use super::host::{SCORES_TIMEOUT_SECS, ScoreArgs, Scores, load_scores};
 use super::rent_check::{Cost, Expect, hours_to_secs, verify_quote};
-use super::rent_pay::{self, Funding};
+use super::rent_pay::{self, Authorization, Funding};
 use crate::chain::Chain;
 use crate::hostwait::{self, Reached};
 use crate::net::{self, PeerArgs, Session};
@@ -438,6 +438,7 @@ impl RentArgs {
                 price_per_gpu_hour: o.price_per_gpu_hour,
                 gpus,
                 max_duration: o.max_duration_secs,
+                paid_secs: secs,
                 chain_id: o.chain_id,
                 escrow: o.escrow,
                 ssh_public_key: ssh_key,
@@ -500,18 +501,22 @@ impl RentArgs {
         // Saved before anything is sent: every later call on the lease needs the quote.
         store.save(&rec).map_err(runtime)?;
 
-        steps.step("approving the deposit");
-        funding.approve(cost.deposit).await.map_err(runtime)?;
-        steps.step("opening the lease");
-        let receipt = chain
-            .send(
-                escrow_c
-                    .open(quote.clone(), signed.signature.clone(), cost.deposit)
-                    .into_transaction_request(),
-                "open",
-            )
+        steps.step("authorizing the deposit (permit, or approve)");
+        let auth = funding
+            .authorize(cost.deposit, facts.block_time)
             .await
             .map_err(runtime)?;
+        steps.step("opening the lease");
+        let sig = signed.signature.clone();
+        let open = match &auth {
+            Authorization::Allowance => escrow_c
+                .open(quote.clone(), sig, cost.deposit)
+                .into_transaction_request(),
+            Authorization::Permit(p) => escrow_c
+                .openWithPermit(quote.clone(), sig, cost.deposit, p.deadline, p.v, p.r, p.s)
+                .into_transaction_request(),
+        };
+        let receipt = chain.send(open, "open").await.map_err(runtime)?;
         rec.open_tx = Some(receipt.transaction_hash);
         store
             .save(&rec)
@@ -547,13 +552,14 @@ impl RentArgs {
         let elapsed = started.elapsed();
         let _ = steps.finish();
         tracing::debug!(ms = elapsed.as_millis(), "rent done");
-        print_result(&rec, &cost, &reached, self.json, elapsed).map_err(runtime)
+        print_result(&rec, &cost, &auth, &reached, self.json, elapsed).map_err(runtime)
     }
 }
 
 fn print_result(
     rec: &LeaseRecord,
     cost: &Cost,
+    auth: &Authorization,
     reached: &Reached,
     json: bool,
     elapsed: Duration,
@@ -582,6 +588,7 @@ fn print_result(
             "escrow": rec.escrow.to_string(),
             "token": rec.token.to_string(),
             "open_tx": rec.open_tx.map(|h| h.to_string()),
+            "payment": auth.name(),
             "elapsed_ms": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -20,6 +20,9 @@ pub(crate) struct Expect {
     pub(crate) gpus: u32,
     /// The `duration_secs` asked for (the quote's `maxDuration`).
     pub(crate) max_duration: u64,
+    /// Seconds the deposit pays for: the quote's `minDuration` must not exceed it, or `open`
+    /// would revert.
+    pub(crate) paid_secs: u64,
     /// The offer's chain and escrow (the signature's domain).
     pub(crate) chain_id: u64,
     pub(crate) escrow: Address,
@@ -42,6 +45,11 @@ pub(crate) enum BadQuote {
     Price { got: U256, want: U256 },
     #[error("the quote's maximum duration is {got}s; {want}s was asked for")]
     MaxDuration { got: U256, want: u64 },
+    #[error(
+        "the host's shortest lease is {got}s, but you are paying for {paid}s; rent for at least \
+         that long (--hours)"
+    )]
+    MinDuration { got: U256, paid: u64 },
     #[error("quote expired (at {expiry}, now {now}); just run the command again for a fresh quote")]
     Expired { expiry: U256, now: u64 },
     #[error("the quote's spec hash does not match the spec sent with it")]
@@ -91,6 +99,12 @@ pub(crate) fn verify_quote(q: &SignedQuote, e: &Expect) -> Result<Quote, BadQuot
         return Err(BadQuote::MaxDuration {
             got: quote.maxDuration,
             want: e.max_duration,
+        });
+    }
+    if quote.minDuration > U256::from(e.paid_secs) {
+        return Err(BadQuote::MinDuration {
+            got: quote.minDuration,
+            paid: e.paid_secs,
         });
     }
     if quote.expiry <= U256::from(e.now) {
@@ -197,6 +211,7 @@ mod tests {
             host: host.address(),
             renter: Address::repeat_byte(2),
             pricePerSecond: U256::from(111u64),
+            minDuration: U256::from(600u64),
             maxDuration: U256::from(7200u64),
             expiry: U256::from(1_000u64),
             nonce: U256::from(1u64),
@@ -215,6 +230,7 @@ mod tests {
             price_per_gpu_hour: 400_000,
             gpus: 1,
             max_duration: 7200,
+            paid_secs: 3600,
             chain_id: 31_337,
             escrow: escrow_addr,
             ssh_public_key: KEY.into(),
@@ -244,6 +260,9 @@ mod tests {
         });
         check(&|e| e.max_duration = 3600, &|x| {
             matches!(x, BadQuote::MaxDuration { .. })
+        });
+        check(&|e| e.paid_secs = 599, &|x| {
+            matches!(x, BadQuote::MinDuration { .. })
         });
         check(&|e| e.now = 1_000, &|x| {
             matches!(x, BadQuote::Expired { .. })

@@ -9,6 +9,7 @@ use gpuflow_protocol::money::format_units;
 
 use crate::Failure;
 use crate::chain::Chain;
+use crate::permit::{self, PermitSig};
 
 /// Gas budgeted for `approve` (an ERC-20 allowance write; ~46k measured, with headroom).
 pub(crate) const APPROVE_GAS: u64 = 60_000;
@@ -16,6 +17,9 @@ pub(crate) const APPROVE_GAS: u64 = 60_000;
 pub(crate) const OPEN_GAS: u64 = 160_000;
 /// Gas budgeted for `topUp` (~55k, with headroom).
 pub(crate) const TOPUP_GAS: u64 = 80_000;
+/// How long a permit signed for a payment stays valid, seconds of chain time: the transaction
+/// that uses it is sent right after.
+const PERMIT_SECS: u64 = 3600;
 /// Chain id of anvil, where tokens can be minted for free.
 const DEVNET_CHAIN_ID: u64 = 31_337;
 
@@ -112,17 +116,42 @@ impl Funding<'_> {
         Ok(())
     }
 
-    /// Approves the escrow for exactly `amount` (skipped when the allowance already covers it).
-    pub(crate) async fn approve(&self, amount: U256) -> anyhow::Result<()> {
-        let t = self.chain.token(self.token);
-        let allowance = t
+    /// Lets the escrow take `amount`: nothing to do when the allowance already covers it; else
+    /// an EIP-2612 permit (a signature, no transaction) when the token supports it; else an
+    /// `approve` for exactly `amount`. `chain_now` is the chain's time (the permit's deadline
+    /// counts from it).
+    pub(crate) async fn authorize(
+        &self,
+        amount: U256,
+        chain_now: u64,
+    ) -> anyhow::Result<Authorization> {
+        if self.allowance().await? >= amount {
+            return Ok(Authorization::Allowance);
+        }
+        let deadline = chain_now.saturating_add(PERMIT_SECS);
+        if let Some(p) = permit::sign(self.chain, self.token, self.escrow, amount, deadline).await?
+        {
+            return Ok(Authorization::Permit(p));
+        }
+        self.approve(amount).await?;
+        Ok(Authorization::Allowance)
+    }
+
+    async fn allowance(&self) -> anyhow::Result<U256> {
+        self.chain
+            .token(self.token)
             .allowance(self.chain.me, self.escrow)
             .call()
             .await
-            .context("reading the allowance")?;
-        if allowance >= amount {
+            .context("reading the allowance")
+    }
+
+    /// Approves the escrow for exactly `amount` (skipped when the allowance already covers it).
+    pub(crate) async fn approve(&self, amount: U256) -> anyhow::Result<()> {
+        if self.allowance().await? >= amount {
             return Ok(());
         }
+        let t = self.chain.token(self.token);
         self.chain
             .send(
                 t.approve(self.escrow, amount).into_transaction_request(),
@@ -130,6 +159,25 @@ impl Funding<'_> {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// How the escrow may take a payment, from [`Funding::authorize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Authorization {
+    /// The allowance covers it (it already did, or `approve` was sent): call `open` / `topUp`.
+    Allowance,
+    /// A signed permit: call `openWithPermit` / `topUpWithPermit`, one transaction in all.
+    Permit(PermitSig),
+}
+
+impl Authorization {
+    /// `permit` or `allowance`, for `--json` output.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Allowance => "allowance",
+            Self::Permit(_) => "permit",
+        }
     }
 }
 

@@ -9,9 +9,9 @@ import {GpuFlowEscrow} from "../../src/GpuFlowEscrow.sol";
 import {Quote, Lease, LeaseStatus} from "../../src/IGpuFlowEscrow.sol";
 import {BlocklistToken} from "../mocks/BlocklistToken.sol";
 
-/// @dev Drives the escrow through random sequences of every entry point, for 3 hosts and 3
-/// renters, with a USDC-like token whose blocklist the handler toggles (so payouts get deferred
-/// to `claimable`). It keeps its own model of every lease and records what it observes leaving
+/// @dev Drives the escrow through random sequences of every entry point (the permit variants
+/// included), for 3 hosts and 3 renters, with a USDC-like token whose blocklist the handler
+/// toggles for them and for the treasury (so payouts and fee sweeps get deferred to `claimable`). It keeps its own model of every lease and records what it observes leaving
 /// the escrow; the invariants compare the three (contract state, model, observed flows).
 /// Handler functions never assert (the fuzzer ignores their reverts); mismatches go into
 /// `modelErrors`, which an invariant requires to stay 0.
@@ -25,6 +25,7 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
     address[3] public hostAddrs;
     uint256[3] internal hostKeys;
     address[3] public renterAddrs;
+    uint256[3] internal renterKeys;
 
     struct Model {
         address host;
@@ -63,7 +64,7 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
         timeout = escrow_.acceptTimeout();
         for (uint256 i; i < 3; ++i) {
             (hostAddrs[i], hostKeys[i]) = makeAddrAndKey(string.concat("host", vm.toString(i)));
-            renterAddrs[i] = makeAddr(string.concat("renter", vm.toString(i)));
+            (renterAddrs[i], renterKeys[i]) = makeAddrAndKey(string.concat("renter", vm.toString(i)));
             _approve(hostAddrs[i]);
             _approve(renterAddrs[i]);
         }
@@ -71,37 +72,46 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
 
     // ------------------------------------------------------------ actions
 
-    function open(uint256 hostSeed, uint256 renterSeed, uint256 priceSeed, uint256 durationSeed, uint256 depositSeed)
-        external
-    {
-        uint256 h = hostSeed % 3;
-        address renter = renterAddrs[renterSeed % 3];
-        Quote memory q = Quote({
-            host: hostAddrs[h],
-            renter: renter,
-            pricePerSecond: bound(priceSeed, 1, 1e6),
-            maxDuration: bound(durationSeed, 1 hours, 3 days),
-            expiry: block.timestamp + 1 hours,
-            nonce: ++nonce,
-            specHash: keccak256(abi.encode(nonce))
-        });
-        uint256 deposit = bound(depositSeed, 1, q.pricePerSecond * q.maxDuration);
-        if (token.blocked(renter)) return;
-        bytes32 digest = escrow.quoteDigest(q);
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(hostKeys[h], digest);
-        token.mint(renter, deposit);
-        vm.prank(renter);
-        bytes32 id = escrow.open(q, abi.encodePacked(r, s, v), deposit);
-        quotes.push(q);
-        ids.push(id);
-        Model storage m = models[id];
-        m.host = q.host;
-        m.renter = renter;
-        m.price = q.pricePerSecond;
-        m.deposited = deposit;
-        m.openedAt = block.timestamp;
-        ghostIn += deposit;
+    function open(
+        uint256 hostSeed,
+        uint256 renterSeed,
+        uint256 priceSeed,
+        uint256 minSeed,
+        uint256 durationSeed,
+        uint256 depositSeed
+    ) external {
+        (Quote memory q, bytes memory sig, uint256 deposit) =
+            _newQuote(hostSeed, renterSeed, priceSeed, minSeed, durationSeed, depositSeed);
+        if (token.blocked(q.renter)) return;
+        token.mint(q.renter, deposit);
+        vm.prank(q.renter);
+        bytes32 id = escrow.open(q, sig, deposit);
+        _recordOpen(q, id, deposit);
         ++calls[this.open.selector];
+    }
+
+    /// `openWithPermit` in one of three ways (`mode`): a first-time renter with no allowance and a
+    /// valid permit; the same permit front-run by a third party; a failing permit while the
+    /// renter's standing approval covers the deposit.
+    function openWithPermit(
+        uint256 hostSeed,
+        uint256 renterSeed,
+        uint256 priceSeed,
+        uint256 minSeed,
+        uint256 durationSeed,
+        uint256 depositSeed,
+        uint256 mode
+    ) external {
+        (Quote memory q, bytes memory sig, uint256 deposit) =
+            _newQuote(hostSeed, renterSeed, priceSeed, minSeed, durationSeed, depositSeed);
+        if (token.blocked(q.renter)) return;
+        token.mint(q.renter, deposit);
+        Permit memory p = _preparePermit(q.renter, renterKeys[renterSeed % 3], deposit, mode);
+        vm.prank(q.renter);
+        bytes32 id = escrow.openWithPermit(q, sig, deposit, p.deadline, p.v, p.r, p.s);
+        _approve(q.renter); // back to the standing approval the other actions use
+        _recordOpen(q, id, deposit);
+        ++calls[this.openWithPermit.selector];
     }
 
     function start(uint256 idx) external {
@@ -115,20 +125,27 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
     }
 
     function topUp(uint256 idx, uint256 amountSeed, uint256 payerSeed) external {
-        (Quote memory q, bytes32 id, bool ok) = _pickWhere(idx, _toppable);
-        Model storage m = models[id];
-        if (!ok) return;
-        uint256 cap = q.pricePerSecond * q.maxDuration;
-        if (m.deposited == cap) return;
-        uint256 amount = bound(amountSeed, 1, cap - m.deposited);
-        address payer = payerSeed % 2 == 0 ? q.renter : hostAddrs[payerSeed % 3];
-        if (token.blocked(payer)) return;
-        token.mint(payer, amount);
+        (Quote memory q, bytes32 id, uint256 amount, address payer,) = _pickTopUp(idx, amountSeed, payerSeed);
+        if (payer == address(0)) return;
         vm.prank(payer);
         escrow.topUp(q, amount);
-        m.deposited += amount;
+        models[id].deposited += amount;
         ghostIn += amount;
         ++calls[this.topUp.selector];
+    }
+
+    /// `topUpWithPermit`, with the same three permit modes as `openWithPermit`.
+    function topUpWithPermit(uint256 idx, uint256 amountSeed, uint256 payerSeed, uint256 mode) external {
+        (Quote memory q, bytes32 id, uint256 amount, address payer, uint256 payerKey) =
+            _pickTopUp(idx, amountSeed, payerSeed);
+        if (payer == address(0)) return;
+        Permit memory p = _preparePermit(payer, payerKey, amount, mode);
+        vm.prank(payer);
+        escrow.topUpWithPermit(q, amount, p.deadline, p.v, p.r, p.s);
+        _approve(payer);
+        models[id].deposited += amount;
+        ghostIn += amount;
+        ++calls[this.topUpWithPermit.selector];
     }
 
     function withdraw(uint256 idx) external {
@@ -170,7 +187,7 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
             Model storage m = models[ids[i]];
             if (m.host != host || m.closed || m.startedAt == 0) continue;
             uint256 g = _accrued(m) - m.paidGross;
-            uint256 fee = g * feeBps / 10_000;
+            uint256 fee = _feeOf(m.paidGross + g) - _feeOf(m.paidGross);
             expectedFee += fee;
             m.paidGross += g;
             m.hostNet += g - fee;
@@ -212,6 +229,7 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
 
     function setBlocked(uint256 actorSeed, bool isBlocked) external {
         address a = actorSeed % 2 == 0 ? hostAddrs[actorSeed % 3] : renterAddrs[actorSeed % 3];
+        if (actorSeed % 5 == 0) a = treasury;
         token.setBlocked(a, isBlocked);
         ++calls[this.setBlocked.selector];
     }
@@ -221,10 +239,10 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
     function claim(uint256 actorSeed) external {
         address a;
         uint256 owed;
-        actorSeed %= 6;
-        for (uint256 i; i < 6 && owed == 0; ++i) {
-            uint256 k = (actorSeed + i) % 6;
-            a = k < 3 ? hostAddrs[k] : renterAddrs[k - 3];
+        address[7] memory all = this.actors();
+        actorSeed %= all.length;
+        for (uint256 i; i < all.length && owed == 0; ++i) {
+            a = all[(actorSeed + i) % all.length];
             owed = escrow.claimable(a);
         }
         if (owed == 0) return;
@@ -237,13 +255,16 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
         ++calls[this.claim.selector];
     }
 
+    /// A blocked treasury is credited in `claimable` instead of being paid.
     function sweepFees() external {
         uint256 fees = escrow.feesAccrued();
         if (fees == 0) return;
-        uint256 before = token.balanceOf(treasury);
+        Side memory before = _side(treasury);
         escrow.sweepFees();
-        if (token.balanceOf(treasury) - before != fees) ++modelErrors;
-        ghostOut += fees;
+        Side memory after_ = _side(treasury);
+        if (_received(before, after_) != fees || escrow.feesAccrued() != 0) ++modelErrors;
+        if (token.blocked(treasury) != (after_.claim > before.claim)) ++modelErrors;
+        ghostOut += after_.bal - before.bal;
         ++calls[this.sweepFees.selector];
     }
 
@@ -292,10 +313,11 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
             token.setBlocked(hostAddrs[i], false);
             token.setBlocked(renterAddrs[i], false);
         }
+        token.setBlocked(treasury, false);
         for (uint256 i; i < ids.length; ++i) {
             if (!models[ids[i]].closed) this.close(i, i % 2 == 0);
         }
-        for (uint256 i; i < 6; ++i) {
+        for (uint256 i; i < 7; ++i) {
             this.claim(i);
         }
         this.sweepFees();
@@ -315,11 +337,13 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
         return ids.length;
     }
 
-    function actors() external view returns (address[6] memory all) {
+    /// Everyone the escrow can owe a claimable balance: hosts, renters, the treasury.
+    function actors() external view returns (address[7] memory all) {
         for (uint256 i; i < 3; ++i) {
             all[i] = hostAddrs[i];
             all[i + 3] = renterAddrs[i];
         }
+        all[6] = treasury;
     }
 
     function totalBonds() external view returns (uint256 sum) {
@@ -366,8 +390,110 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
         return !m.closed && m.startedAt != 0 && _accrued(m) > m.paidGross;
     }
 
+    /// Up to and including the second at which uncapped accrual reaches the deposit.
     function _toppable(Model storage m) internal view returns (bool) {
-        return !m.closed && _accrued(m) < m.deposited && !token.blocked(m.renter);
+        if (m.closed || token.blocked(m.renter)) return false;
+        return m.startedAt == 0 || m.price * (block.timestamp - m.startedAt) <= m.deposited;
+    }
+
+    /// The fee the escrow charges on cumulative earnings `gross`.
+    function _feeOf(uint256 gross) internal view returns (uint256) {
+        return gross * feeBps / 10_000;
+    }
+
+    /// A fresh quote from the seeds, signed by its host, and a deposit within its bounds.
+    function _newQuote(
+        uint256 hostSeed,
+        uint256 renterSeed,
+        uint256 priceSeed,
+        uint256 minSeed,
+        uint256 durationSeed,
+        uint256 depositSeed
+    ) internal returns (Quote memory q, bytes memory sig, uint256 deposit) {
+        uint256 h = hostSeed % 3;
+        q = Quote({
+            host: hostAddrs[h],
+            renter: renterAddrs[renterSeed % 3],
+            pricePerSecond: bound(priceSeed, 1, 1e6),
+            minDuration: bound(minSeed, 0, 1 hours),
+            maxDuration: bound(durationSeed, 1 hours, 3 days),
+            expiry: block.timestamp + 1 hours,
+            nonce: ++nonce,
+            specHash: keccak256(abi.encode(nonce))
+        });
+        uint256 minimum = q.pricePerSecond * q.minDuration;
+        deposit = bound(depositSeed, minimum == 0 ? 1 : minimum, q.pricePerSecond * q.maxDuration);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(hostKeys[h], escrow.quoteDigest(q));
+        sig = abi.encodePacked(r, s, v);
+    }
+
+    function _recordOpen(Quote memory q, bytes32 id, uint256 deposit) internal {
+        quotes.push(q);
+        ids.push(id);
+        Model storage m = models[id];
+        m.host = q.host;
+        m.renter = q.renter;
+        m.price = q.pricePerSecond;
+        m.deposited = deposit;
+        m.openedAt = block.timestamp;
+        ghostIn += deposit;
+    }
+
+    /// A lease that can take a top-up, an amount within its cap, and a payer (the renter or a
+    /// host) with its key; payer = 0 when there is nothing to do.
+    function _pickTopUp(uint256 idx, uint256 amountSeed, uint256 payerSeed)
+        internal
+        returns (Quote memory q, bytes32 id, uint256 amount, address payer, uint256 payerKey)
+    {
+        bool ok;
+        (q, id, ok) = _pickWhere(idx, _toppable);
+        if (!ok) return (q, id, 0, address(0), 0);
+        Model storage m = models[id];
+        uint256 cap = q.pricePerSecond * q.maxDuration;
+        if (m.deposited == cap) return (q, id, 0, address(0), 0);
+        amount = bound(amountSeed, 1, cap - m.deposited);
+        if (payerSeed % 2 == 0) {
+            payer = q.renter;
+            for (uint256 i; i < 3; ++i) {
+                if (renterAddrs[i] == payer) payerKey = renterKeys[i];
+            }
+        } else {
+            payer = hostAddrs[payerSeed % 3];
+            payerKey = hostKeys[payerSeed % 3];
+        }
+        if (token.blocked(payer)) return (q, id, 0, address(0), 0);
+        token.mint(payer, amount);
+    }
+
+    struct Permit {
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    /// Sets up the allowance and permit for `mode` (see `openWithPermit`).
+    function _preparePermit(address owner, uint256 key, uint256 value, uint256 mode)
+        internal
+        returns (Permit memory p)
+    {
+        mode %= 3;
+        p.deadline = block.timestamp;
+        if (mode == 2) return p; // an invalid signature; the standing approval covers the amount
+        vm.prank(owner);
+        token.approve(address(escrow), 0); // a first-time payer
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                owner,
+                address(escrow),
+                value,
+                token.nonces(owner),
+                p.deadline
+            )
+        );
+        (p.v, p.r, p.s) = vm.sign(key, keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash)));
+        if (mode == 1) token.permit(owner, address(escrow), value, p.deadline, p.v, p.r, p.s); // front-run
     }
 
     /// The model's accrual: price * seconds since start, capped at the deposit.
@@ -395,7 +521,7 @@ contract EscrowHandler is CommonBase, StdCheats, StdUtils {
 
     function _recordHostSide(bytes32 id, address host, Side memory before, uint256 gross) internal {
         Model storage m = models[id];
-        uint256 fee = gross * feeBps / 10_000;
+        uint256 fee = _feeOf(m.paidGross + gross) - _feeOf(m.paidGross);
         Side memory after_ = _side(host);
         uint256 received = _received(before, after_);
         if (received != gross - fee || after_.fees - before.fees != fee) ++modelErrors;

@@ -9,8 +9,9 @@ import {Lease, LeaseStatus} from "../../src/IGpuFlowEscrow.sol";
 import {BlocklistToken} from "../mocks/BlocklistToken.sol";
 import {EscrowHandler} from "./EscrowHandler.sol";
 
-/// Solvency and conservation under random sequences of opens, starts, top-ups, withdrawals,
-/// batch withdrawals, closes, time jumps, blocklisting, claims, sweeps and bonds.
+/// Solvency and conservation under random sequences of opens and top-ups (plain and with
+/// permits), starts, withdrawals, batch withdrawals, closes, time jumps, blocklisting (of the
+/// treasury too), claims, sweeps and bonds.
 contract SolvencyInvariantTest is StdInvariant, Test {
     GpuFlowEscrow internal escrow;
     BlocklistToken internal token;
@@ -23,7 +24,7 @@ contract SolvencyInvariantTest is StdInvariant, Test {
         escrow = new GpuFlowEscrow(token, makeAddr("treasury"), 250, 600, makeAddr("guardian"));
         handler = new EscrowHandler(escrow, token);
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](14);
+        bytes4[] memory selectors = new bytes4[](16);
         selectors[0] = handler.open.selector;
         selectors[1] = handler.open.selector; // opening twice as often keeps enough leases around
         selectors[2] = handler.start.selector;
@@ -38,6 +39,8 @@ contract SolvencyInvariantTest is StdInvariant, Test {
         selectors[11] = handler.registerHost.selector;
         selectors[12] = handler.unregisterHost.selector;
         selectors[13] = handler.withdrawBond.selector;
+        selectors[14] = handler.openWithPermit.selector;
+        selectors[15] = handler.topUpWithPermit.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -46,7 +49,7 @@ contract SolvencyInvariantTest is StdInvariant, Test {
     /// suite, so it is an equality; `>=` is what solvency needs.
     function invariant_solvency() public view {
         uint256 owed = escrow.feesAccrued() + handler.totalBonds();
-        address[6] memory actors = handler.actors();
+        address[7] memory actors = handler.actors();
         for (uint256 i; i < actors.length; ++i) {
             owed += escrow.claimable(actors[i]);
         }
@@ -75,6 +78,7 @@ contract SolvencyInvariantTest is StdInvariant, Test {
             uint256 out = m.hostNet + m.fees + m.refund;
             assertLe(out, m.deposited, "paid out more than the deposit");
             if (m.closed) assertEq(out, m.deposited, "closed lease not fully settled");
+            assertEq(m.fees, m.paidGross * 250 / 10_000, "fees = feeBps of cumulative earnings, rounded once");
             assertEq(escrow.lease(handler.ids(i)).deposit, m.deposited);
         }
         assertEq(handler.modelErrors(), 0, "a payout differed from the model");

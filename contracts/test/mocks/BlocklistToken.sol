@@ -2,16 +2,18 @@
 pragma solidity 0.8.28;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 
 /// @dev A USDC-like token with a blocklist: transfers from or to a blocked address fail, either
-/// by reverting (USDC) or by returning false (older tokens), depending on `returnFalse`.
-contract BlocklistToken is ERC20 {
+/// by reverting (USDC) or by returning false (older tokens), depending on `returnFalse`. Like
+/// USDC it also supports EIP-2612 permits (which the blocklist does not affect).
+contract BlocklistToken is ERC20, ERC20Permit {
     mapping(address => bool) public blocked;
     bool public returnFalse;
 
     error Blocked(address account);
 
-    constructor() ERC20("Blocklist USD", "bUSD") {}
+    constructor() ERC20("Blocklist USD", "bUSD") ERC20Permit("Blocklist USD") {}
 
     function decimals() public pure override returns (uint8) {
         return 6;

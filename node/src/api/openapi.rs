@@ -81,7 +81,7 @@ pub(crate) fn document() -> Value {
     lease["get"]["parameters"] = json!([
         { "name": "id", "in": "path", "required": true,
           "schema": { "type": "string", "pattern": HEX32 },
-          "description": "Lease id: 0x and 64 hex digits (the quote's EIP-712 digest)." }
+          "description": "Lease id: 0x and 64 hex digits (escrow leaseIdOf of the quote)." }
     ]);
     lease["get"]["responses"]["400"] = err("The id is not 0x + 64 hex digits.");
     lease["get"]["responses"]["404"] = err("No such lease on this host.");
@@ -271,12 +271,13 @@ fn schemas(states: &[&str]) -> Value {
                 "formatted": { "type": "string", "description": "In whole tokens, exact." } } },
         "Outcomes": {
             "type": "object",
-            "required": ["normal_end", "host_closed", "never_started", "cancelled", "running",
-                         "unknown"],
+            "required": ["normal_end", "host_closed", "never_started", "host_declined",
+                         "cancelled", "running", "unknown"],
             "properties": {
                 "normal_end": { "type": "integer", "minimum": 0 },
                 "host_closed": { "type": "integer", "minimum": 0 },
                 "never_started": { "type": "integer", "minimum": 0 },
+                "host_declined": { "type": "integer", "minimum": 0 },
                 "cancelled": { "type": "integer", "minimum": 0 },
                 "running": { "type": "integer", "minimum": 0 },
                 "unknown": { "type": "integer", "minimum": 0 }
@@ -324,7 +325,7 @@ fn schemas(states: &[&str]) -> Value {
                 "lease_id": { "type": "string", "pattern": HEX32 },
                 "renter": { "type": "string", "pattern": ADDRESS },
                 "outcome": { "type": "string", "enum": ["normal_end", "host_closed",
-                    "never_started", "cancelled", "running", "unknown"] },
+                    "never_started", "host_declined", "cancelled", "running", "unknown"] },
                 "paid": { "$ref": "#/components/schemas/Amount" },
                 "value": { "$ref": "#/components/schemas/Amount" },
                 "good": { "type": ["number", "null"], "description": "Outcome o, 0..1." },

@@ -223,7 +223,7 @@ pub(crate) fn decode(log: &Log) -> Result<Option<(EventMeta, LeaseEvent)>, Decod
             started_at: saturating_secs(e.startedAt),
             closed_at: saturating_secs(e.closedAt),
         },
-        Some(EscrowEvent::Registered(_)) | None => return Ok(None),
+        Some(EscrowEvent::Registered(_) | EscrowEvent::Unregistered(_)) | None => return Ok(None),
     };
     Ok(Some((meta, event)))
 }

@@ -92,8 +92,8 @@ pub struct ConfigArgs {
     /// [env: GPUFLOW_OFFER_TTL_SECS] [default: 600]
     #[arg(long)]
     pub offer_ttl_secs: Option<u64>,
-    /// Shortest lease, seconds. [file: offers.min_duration_secs]
-    /// [env: GPUFLOW_MIN_DURATION_SECS] [default: 60]
+    /// Shortest lease, seconds; signed into every quote, so the escrow refuses a smaller deposit.
+    /// [file: offers.min_duration_secs] [env: GPUFLOW_MIN_DURATION_SECS] [default: 600]
     #[arg(long)]
     pub min_duration_secs: Option<u64>,
     /// Longest lease, seconds. [file: offers.max_duration_secs]

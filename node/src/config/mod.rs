@@ -33,6 +33,9 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Default offer lifetime; the node re-announces at half of it.
 pub const DEFAULT_OFFER_TTL_SECS: u64 = 600;
+/// Default shortest lease, seconds (10 minutes): below it, a lease costs the host a launch and
+/// two transactions for less than it earns.
+pub const DEFAULT_MIN_DURATION_SECS: u64 = 600;
 /// Shortest TTL accepted: shorter ones would flood the network with re-announcements.
 pub const MIN_OFFER_TTL_SECS: u64 = 10;
 /// Shortest quote lifetime: the renter must approve and `open` within it.
@@ -113,7 +116,8 @@ pub struct MachineConfig {
 pub struct OfferSettings {
     /// Offer lifetime, seconds; re-announced at half of it.
     pub ttl_secs: u64,
-    /// Shortest lease, seconds.
+    /// Shortest lease, seconds. Signed into every quote as `minDuration`, so the escrow refuses
+    /// a deposit below price × this (no dust leases); the engine declines a lease below it.
     pub min_duration_secs: u64,
     /// Longest lease, seconds.
     pub max_duration_secs: u64,
@@ -380,7 +384,7 @@ impl Config {
         let o = layer.offers;
         let offers = OfferSettings {
             ttl_secs: o.ttl_secs.unwrap_or(DEFAULT_OFFER_TTL_SECS),
-            min_duration_secs: o.min_duration_secs.unwrap_or(60),
+            min_duration_secs: o.min_duration_secs.unwrap_or(DEFAULT_MIN_DURATION_SECS),
             max_duration_secs: o.max_duration_secs.unwrap_or(7 * 86_400),
             quote_ttl_secs: o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS),
             templates: o.templates.unwrap_or_default(),

@@ -56,6 +56,8 @@ fn flags_beat_env_which_beats_file_which_beats_defaults() {
     assert_eq!(c.machine.cpu_cores, 8);
     assert_eq!(c.machine.region, "DE");
     assert_eq!(c.offers.ttl_secs, DEFAULT_OFFER_TTL_SECS, "default");
+    // Ten minutes unless configured: quotes carry it, so the escrow refuses dust deposits.
+    assert_eq!(c.offers.min_duration_secs, 600, "default");
 
     let env = [
         ("GPUFLOW_DATA_DIR", "/from/env"),

@@ -306,6 +306,7 @@ mod tests {
             host,
             renter: Address::repeat_byte(2),
             pricePerSecond: U256::from(10u64),
+            minDuration: U256::ZERO,
             maxDuration: U256::from(3600u64),
             expiry: U256::from(2_000_000_000u64),
             nonce: U256::from(n),

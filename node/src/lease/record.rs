@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::{B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::{Eip712Domain, SolValue};
 use gpuflow_protocol::escrow::{Quote, lease_id};
 use sqlx::Row;
@@ -28,7 +28,7 @@ use crate::runtime::WorkloadHandle;
 /// One lease as this host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
-    /// The lease id: the quote's EIP-712 digest.
+    /// The lease id ([`gpuflow_protocol::escrow::lease_id`]).
     pub id: B256,
     /// The quote exactly as signed.
     pub quote: Quote,
@@ -353,6 +353,23 @@ impl LeaseRepo {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// When (unix seconds, oldest first) `renter`'s pending leases were cancelled at or after
+    /// `since`: the quote desk's open-and-cancel limit.
+    pub async fn cancelled_by(&self, renter: Address, since: u64) -> Result<Vec<u64>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT updated_at FROM leases WHERE renter = ? AND state = ? AND updated_at >= ? \
+             ORDER BY updated_at",
+        )
+        .bind(renter.to_checksum(None))
+        .bind(State::Cancelled.as_str())
+        .bind(to_i64(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(to_u64(r.try_get::<i64, _>("updated_at")?)))
+            .collect()
     }
 
     /// Every lease not in a terminal state: what the engine resumes after a restart.

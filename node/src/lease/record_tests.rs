@@ -10,6 +10,7 @@ fn quote(host: Address, nonce: u64) -> Quote {
         host,
         renter: Address::repeat_byte(0x70),
         pricePerSecond: U256::from(139u64),
+        minDuration: U256::ZERO,
         maxDuration: U256::from(86_400u64),
         expiry: U256::from(1_900_000_000u64),
         nonce: U256::from(nonce),

@@ -96,6 +96,8 @@ pub enum Field {
     HostAge,
     /// `duration`: longest lease, hours.
     Duration,
+    /// `min_duration`: shortest lease, hours (the quote's signed minimum).
+    MinDuration,
 }
 
 /// One row of the field table that `gpuflow search --help` prints.
@@ -232,6 +234,12 @@ const FIELDS: &[FieldInfo] = &[
         Number,
         "longest lease the host accepts, hours",
     ),
+    info(
+        Field::MinDuration,
+        "min_duration",
+        Number,
+        "shortest lease the host accepts, hours (the deposit must cover it)",
+    ),
 ];
 
 /// Every field of the query language, in the order `--help` lists them.
@@ -309,6 +317,7 @@ impl Field {
             Self::Verified => Scalar::Bool(offer.gpu_source == GpuSource::Nvml),
             Self::Host => Scalar::Text(&offer.host),
             Self::Duration => Scalar::Num(Num::ratio(u128::from(offer.max_duration_secs), 3600)),
+            Self::MinDuration => Scalar::Num(Num::ratio(u128::from(offer.min_duration_secs), 3600)),
             Self::Reliability | Self::HostAge => return None,
         })
     }
@@ -373,7 +382,7 @@ mod tests {
             assert_eq!(f.field as usize, i, "{}", f.name);
             assert_eq!(Field::from_name(f.name), Some(f.field));
         }
-        assert_eq!(FIELDS.len(), Field::Duration as usize + 1);
+        assert_eq!(FIELDS.len(), Field::MinDuration as usize + 1);
     }
 
     #[test]

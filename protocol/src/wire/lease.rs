@@ -49,6 +49,9 @@ pub mod code {
     pub const NO_CAPACITY: &str = "no_capacity";
     /// The host failed on its side (signing, clock).
     pub const INTERNAL: &str = "internal";
+    /// The renter wallet hit a per-wallet limit (too many live quotes, or too many pending
+    /// leases cancelled recently); `message` says which and when to retry.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// A request on `/gpuflow/lease/1`.
@@ -60,7 +63,7 @@ pub enum LeaseRequest {
     /// Ask for the host's view of a lease (hosts without the lease engine answer
     /// [`code::UNSUPPORTED`]).
     Status {
-        /// The lease id (EIP-712 digest of the quote).
+        /// The lease id ([`crate::escrow::lease_id`]).
         lease_id: B256,
     },
     /// Tell the host the renter sent `open` (answered [`LeaseResponse::Ack`]; hosts without the
@@ -212,6 +215,9 @@ pub struct QuoteTerms {
     pub renter: Address,
     /// Price per second of the whole lease, token base units.
     pub price_per_second: U256,
+    /// Shortest lease the host accepts, seconds: `open` refuses a deposit below
+    /// `price_per_second * min_duration`.
+    pub min_duration: U256,
     /// Longest billed duration, seconds.
     pub max_duration: U256,
     /// Unix seconds after which the quote can no longer be opened.
@@ -228,6 +234,7 @@ impl From<Quote> for QuoteTerms {
             host: q.host,
             renter: q.renter,
             price_per_second: q.pricePerSecond,
+            min_duration: q.minDuration,
             max_duration: q.maxDuration,
             expiry: q.expiry,
             nonce: q.nonce,
@@ -242,6 +249,7 @@ impl From<QuoteTerms> for Quote {
             host: t.host,
             renter: t.renter,
             pricePerSecond: t.price_per_second,
+            minDuration: t.min_duration,
             maxDuration: t.max_duration,
             expiry: t.expiry,
             nonce: t.nonce,
@@ -324,6 +332,7 @@ mod tests {
             host: Address::repeat_byte(1),
             renter: Address::repeat_byte(2),
             pricePerSecond: U256::from(139u64),
+            minDuration: U256::from(600u64),
             maxDuration: U256::from(3600u64),
             expiry: U256::from(1_900_000_000u64),
             nonce: U256::MAX,

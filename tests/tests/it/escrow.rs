@@ -32,6 +32,7 @@ async fn setup(renter_funds: u64) -> Setup {
         host,
         renter,
         pricePerSecond: U256::from(PRICE),
+        minDuration: U256::ZERO,
         maxDuration: U256::from(10 * 3600u64),
         expiry: U256::from(chain.now().await.unwrap() + 3600),
         nonce: U256::from(1u64),
@@ -84,7 +85,7 @@ async fn open_start_top_up_withdraw_close_pays_everyone_to_the_unit() {
     let as_host = chain.escrow_as(HOST);
 
     // The contract computes the same lease id the host and renter do off chain.
-    assert_eq!(as_renter.quoteDigest(q.clone()).call().await.unwrap(), s.id);
+    assert_eq!(as_renter.leaseIdOf(q.clone()).call().await.unwrap(), s.id);
 
     let deposit = PRICE * 3600;
     let top_up = PRICE * 600;

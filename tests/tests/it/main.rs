@@ -8,6 +8,7 @@ mod booking;
 mod escrow;
 mod expiry;
 mod extend;
+mod hardening;
 mod lease;
 mod node_scores;
 mod outage;

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, Bytes, U256};
+use gpuflow_p2p::PeerId;
 use gpuflow_protocol::escrow::Quote;
+use gpuflow_protocol::offer::fixture::TestHost;
 use gpuflow_tests::chain::{ACCEPT_TIMEOUT, TestChain};
 use gpuflow_tests::cli::{CliRenter, gpuflow, gpuflow_json as search_json};
 use gpuflow_tests::procs::{Node, NodeSpec};
@@ -21,6 +23,8 @@ const GOOD: usize = 1;
 const HOST_CLOSED: usize = 3;
 const NEVER: usize = 4;
 const ELSEWHERE: usize = 5;
+/// A wallet that registers other hosts' peer ids in the escrow's registry.
+const SQUATTER: usize = 6;
 /// 10 tokens per hour (6 decimals), rounded down to whole base units per second.
 const PRICE: u64 = 2_777;
 
@@ -184,9 +188,40 @@ async fn lease_outcomes_order_search_by_score_and_show_in_host() {
         "10 minutes paid"
     );
     assert!(h["score"]["reliability"].as_f64().unwrap() < 0.6);
+    // A squatter registers the never-started host's peer id (`registerHost` takes any bytes):
+    // the peer's own signed offer still decides which wallet its peer id shows.
+    let register = async |peer: &PeerId| {
+        let receipt = chain
+            .escrow_as(SQUATTER)
+            .registerHost(Bytes::from(peer.to_bytes()), U256::ZERO)
+            .send()
+            .await
+            .expect("sending registerHost")
+            .get_receipt()
+            .await
+            .expect("registerHost receipt");
+        assert!(receipt.status(), "registerHost reverted: {receipt:?}");
+    };
+    let victim: PeerId = nodes[2].peer_id.parse().unwrap();
+    register(&victim).await;
     let h = host_json(nodes[2].peer_id.clone()).await;
-    assert_eq!(h["host"], want[2].to_string());
+    assert_eq!(h["host"], want[2].to_string(), "{h:#}");
     assert_eq!(h["outcomes"]["never_started"], 1, "{h:#}");
+    assert_eq!(h["wallet_source"]["from"], "offer", "{h:#}");
+    assert_eq!(h["wallet_source"]["verified"], true, "{h:#}");
+    // A peer id with no offer in the book resolves through the registry, marked unverified;
+    // the squatter re-registering elsewhere also ends its claim on the victim's peer id.
+    let offline = TestHost::from_seed(0x5eed).peer_id();
+    register(&offline).await;
+    let h = host_json(offline.to_string()).await;
+    let squatter = chain.signer(SQUATTER).address().to_string();
+    assert_eq!(h["host"], squatter, "{h:#}");
+    assert_eq!(h["wallet_source"]["from"], "registry", "{h:#}");
+    assert_eq!(h["wallet_source"]["verified"], false, "{h:#}");
+    assert_eq!(h["wallet_source"]["registrants"], 1, "{h:#}");
+    assert_eq!(h["peer_id"], offline.to_string(), "{h:#}");
+    let h = host_json(nodes[2].peer_id.clone()).await;
+    assert_eq!(h["host"], want[2].to_string(), "{h:#}");
     let h = host_json(want[0].to_string()).await;
     assert_eq!(h["outcomes"]["normal_end"], 1, "{h:#}");
     assert!((h["history"][0]["credibility"].as_f64().unwrap() - 1.0).abs() < 1e-12);

@@ -64,6 +64,7 @@ async fn emits_this_hosts_lease_events_in_order_with_amounts() {
     assert_eq!(Some(evs[1].0), started.block_number);
     let first_half = PRICE * 101;
     let second_half = PRICE * 99;
+    let close_fee = fee(first_half + second_half) - fee(first_half);
     let got: Vec<LeaseEvent> = evs.into_iter().map(|(_, e)| e).collect();
     assert_eq!(
         got,
@@ -98,8 +99,10 @@ async fn emits_this_hosts_lease_events_in_order_with_amounts() {
                 renter: env.addr(RENTER),
                 closed_by: env.addr(RENTER),
                 reason: CloseReason::RenterClosed,
-                host_amount: U256::from(second_half - fee(second_half)),
-                fee: U256::from(fee(second_half)),
+                // The fee is charged on cumulative earnings: this close takes what the
+                // whole lease owes minus what the withdrawal already paid.
+                host_amount: U256::from(second_half - close_fee),
+                fee: U256::from(close_fee),
                 refund: U256::from(57_000 - first_half - second_half),
                 started_at: t0 + 10,
                 closed_at: t0 + 210,

@@ -273,7 +273,7 @@ async fn rent_from_host_b(
         .get_receipt()
         .await?;
     assert!(receipt.status(), "open reverted");
-    let lease_id = escrow.quoteDigest(quote).call().await?;
+    let lease_id = escrow.leaseIdOf(quote).call().await?;
     let ack = p2p
         .request_lease(
             peer,

@@ -116,6 +116,7 @@ impl Env {
             host: self.addr(host),
             renter: self.addr(RENTER),
             pricePerSecond: U256::from(PRICE),
+            minDuration: U256::ZERO,
             maxDuration: U256::from(10 * 3600u64),
             expiry: U256::from(self.now().await + 3600),
             nonce: U256::from(nonce),
