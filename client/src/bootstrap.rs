@@ -108,6 +108,9 @@ pub(crate) enum BootstrapError {
          to the config file, or start a devnet with `make devnet`"
     )]
     NoRpc,
+    /// The RPC URL is not an http(s) URL, or the RPC timeout variable is bad.
+    #[error("{why} (from {source_name})")]
+    BadRpc { why: String, source_name: String },
 }
 
 /// The default CLI config file location.
@@ -224,8 +227,28 @@ fn config_file(
     }
 }
 
-/// The chain RPC URL and where it came from, by the order in the module docs.
+/// The chain RPC URL and where it came from, by the order in the module docs. Only an http(s)
+/// URL is accepted, and `GPUFLOW_RPC_TIMEOUT_SECS` must be valid if set: either is a usage
+/// error here, before anything is sent.
 pub(crate) fn resolve_rpc(
+    flag: Option<&str>,
+    config: Option<&Path>,
+    env: Env<'_>,
+    cwd: &Path,
+) -> Result<(String, String), BootstrapError> {
+    let (url, from) = find_rpc(flag, config, env, cwd)?;
+    crate::chain::parse_rpc_url(&url).map_err(|why| BootstrapError::BadRpc {
+        why,
+        source_name: from.clone(),
+    })?;
+    crate::chain::rpc_timeout(env).map_err(|why| BootstrapError::BadRpc {
+        why,
+        source_name: "the environment".into(),
+    })?;
+    Ok((url, from))
+}
+
+fn find_rpc(
     flag: Option<&str>,
     config: Option<&Path>,
     env: Env<'_>,
@@ -255,17 +278,34 @@ pub(crate) fn resolve_deployment(
     env: Env<'_>,
     cwd: &Path,
 ) -> Result<Option<Deployment>, BootstrapError> {
-    if let Some(d) = config_file(config, env)?.and_then(|c| c.deployment) {
-        return Ok(Some(d));
+    Ok(resolve_deployment_from(config, env, cwd)?.map(|(d, _)| d))
+}
+
+/// [`resolve_deployment`] and the file it came from (said in "wrong chain" errors).
+pub(crate) fn resolve_deployment_from(
+    config: Option<&Path>,
+    env: Env<'_>,
+    cwd: &Path,
+) -> Result<Option<(Deployment, String)>, BootstrapError> {
+    let (path, required) = match config {
+        Some(p) => (Some(p.to_owned()), true),
+        None => (default_config_file(env), false),
+    };
+    if let Some(p) = path.filter(|p| required || p.is_file()) {
+        let c: ClientConfig = read_json_or_toml(&p, false)?;
+        if let Some(d) = c.deployment {
+            return Ok(Some((d, p.display().to_string())));
+        }
     }
     if let Some(path) = find_devnet_file(cwd) {
         let d: DevnetFile = read_json_or_toml(&path, true)?;
         if let (Some(chain_id), Some(escrow), Some(token)) = (d.chain_id, d.escrow, d.token) {
-            return Ok(Some(Deployment {
+            let deployment = Deployment {
                 chain_id,
                 escrow,
                 token,
-            }));
+            };
+            return Ok(Some((deployment, path.display().to_string())));
         }
     }
     Ok(None)
@@ -356,6 +396,47 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let err = resolve_rpc(None, None, &no_env, empty.path()).unwrap_err();
         assert!(err.to_string().contains("--rpc-url"), "{err}");
+    }
+
+    /// D11: `--rpc-url ftp://x` used to pass here and fail later as "does not answer"
+    /// (exit 1); a bad `GPUFLOW_RPC_TIMEOUT_SECS` is refused here too.
+    #[test]
+    fn rpc_url_must_be_http_and_the_timeout_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "ftp://x",
+            "x:8545",
+            "127.0.0.1:8545",
+            "http://",
+            "file:///tmp/x",
+        ] {
+            let err = resolve_rpc(Some(bad), None, &no_env, dir.path()).unwrap_err();
+            assert!(matches!(err, BootstrapError::BadRpc { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("http"), "{bad}: {err}");
+            assert!(err.to_string().contains("--rpc-url"), "{bad}: {err}");
+        }
+        let env = |k: &str| (k == "GPUFLOW_RPC_URL").then(|| "ftp://env".to_owned());
+        let err = resolve_rpc(None, None, &env, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("GPUFLOW_RPC_URL"), "{err}");
+        for good in ["http://127.0.0.1:8545", "https://rpc.example.org/v1/key"] {
+            assert_eq!(
+                resolve_rpc(Some(good), None, &no_env, dir.path())
+                    .unwrap()
+                    .0,
+                good
+            );
+        }
+        for (v, ok) in [
+            ("5", true),
+            (" 2 ", true),
+            ("0", false),
+            ("x", false),
+            ("1.5", false),
+        ] {
+            let env = |k: &str| (k == "GPUFLOW_RPC_TIMEOUT_SECS").then(|| v.to_owned());
+            let r = resolve_rpc(Some("http://a:1"), None, &env, dir.path());
+            assert_eq!(r.is_ok(), ok, "{v:?}: {r:?}");
+        }
     }
 
     #[test]

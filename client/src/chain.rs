@@ -1,18 +1,28 @@
 //! The renter's side of the chain: an RPC connection that signs with the renter's wallet, the
 //! escrow and token bindings, transactions sent and waited for, and reverts turned into
 //! sentences that say what to do.
+//!
+//! Every JSON-RPC request gives up after [`rpc_timeout`] (default [`RPC_TIMEOUT`],
+//! `GPUFLOW_RPC_TIMEOUT_SECS`): an RPC that accepts the connection and never answers fails the
+//! command with [`RpcTimeout`], which names the RPC and says what to do, instead of hanging it.
 
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
+use alloy::transports::http::{Http, reqwest};
+use alloy::transports::{RpcError, TransportError, TransportErrorKind, TransportFut};
 use anyhow::{Context, anyhow, bail};
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::MockStablecoin::{self, MockStablecoinInstance};
+use tower_service::Service;
 
 /// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
 pub(crate) mod status {
@@ -37,6 +47,20 @@ pub(crate) mod status {
     }
 }
 
+/// The name of a `LeaseClosed` reason, as the JSON of `stop` and `lease` shows it.
+pub(crate) fn reason_name(code: u8) -> &'static str {
+    use gpuflow_protocol::escrow_events::CloseReason;
+    match CloseReason::from(code) {
+        CloseReason::RenterClosed => "renter_closed",
+        CloseReason::HostClosed => "host_closed",
+        CloseReason::Depleted => "depleted",
+        CloseReason::CancelledBeforeStart => "cancelled_before_start",
+        CloseReason::NeverStarted => "never_started",
+        CloseReason::HostDeclined => "host_declined",
+        CloseReason::Unknown(_) => "unknown",
+    }
+}
+
 /// Gas added to every estimate on top of 25 %: one more ERC-20 transfer (a payout that was zero
 /// at estimation time) costs about this much.
 const GAS_HEADROOM: u64 = 30_000;
@@ -46,6 +70,151 @@ const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the receipt is asked for. Short: on a local chain the block is already mined, and
 /// every poll saved is latency the renter sees.
 const RECEIPT_POLL: Duration = Duration::from_millis(25);
+
+/// How long one JSON-RPC request may take by default.
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(20);
+/// The variable that overrides [`RPC_TIMEOUT`] (whole seconds, 1 to [`MAX_RPC_TIMEOUT_SECS`]).
+pub(crate) const RPC_TIMEOUT_ENV: &str = "GPUFLOW_RPC_TIMEOUT_SECS";
+/// Longest per-request timeout `GPUFLOW_RPC_TIMEOUT_SECS` may set (an hour).
+const MAX_RPC_TIMEOUT_SECS: u64 = 3600;
+/// Longest a TCP connect to the RPC may take (within the request timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The per-request RPC timeout: `GPUFLOW_RPC_TIMEOUT_SECS`, else [`RPC_TIMEOUT`]. A value that
+/// is not a whole number of seconds in range is a usage error naming the variable.
+pub(crate) fn rpc_timeout(env: crate::bootstrap::Env<'_>) -> Result<Duration, String> {
+    let Some(v) = env(RPC_TIMEOUT_ENV).filter(|v| !v.trim().is_empty()) else {
+        return Ok(RPC_TIMEOUT);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(s) if (1..=MAX_RPC_TIMEOUT_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(format!(
+            "{RPC_TIMEOUT_ENV}={v:?}: give a whole number of seconds from 1 to \
+             {MAX_RPC_TIMEOUT_SECS} (the default is {})",
+            RPC_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// An RPC request that got no answer in time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the chain RPC at {url} did not answer within {secs} s; is it overloaded or stuck? set \
+     --rpc-url or GPUFLOW_RPC_URL to another RPC ({RPC_TIMEOUT_ENV} sets how long to wait)"
+)]
+pub(crate) struct RpcTimeout {
+    url: Arc<str>,
+    secs: u64,
+}
+
+/// The [`RpcTimeout`] in `e`'s chain of causes, if the failure was one.
+pub(crate) fn timeout_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a RpcTimeout> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<RpcTimeout>() {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// The reqwest transport with a deadline on every request: what does not answer in time fails
+/// with [`RpcTimeout`] (reqwest's own timeouts, the backstop, are mapped to it too).
+#[derive(Clone)]
+struct TimedHttp {
+    inner: Http<reqwest::Client>,
+    url: Arc<str>,
+    timeout: Duration,
+}
+
+impl TimedHttp {
+    fn elapsed(&self) -> TransportError {
+        TransportErrorKind::custom(RpcTimeout {
+            url: self.url.clone(),
+            secs: self.timeout.as_secs(),
+        })
+    }
+}
+
+/// Whether `e` is reqwest giving up (its request or connect timeout).
+fn is_reqwest_timeout(e: &TransportError) -> bool {
+    matches!(e, RpcError::Transport(TransportErrorKind::Custom(c))
+        if c.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout))
+}
+
+// Generic over the request only because alloy's `RequestPacket` is not re-exported with the
+// features this workspace enables; alloy uses it with `RequestPacket`.
+impl<R> Service<R> for TimedHttp
+where
+    Http<reqwest::Client>: Service<R, Error = TransportError>,
+    <Http<reqwest::Client> as Service<R>>::Future: Send + 'static,
+{
+    type Response = <Http<reqwest::Client> as Service<R>>::Response;
+    type Error = TransportError;
+    type Future = TransportFut<'static, Self::Response>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let call = self.inner.call(req);
+        let this = self.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(this.timeout, call).await {
+                Ok(Err(e)) if is_reqwest_timeout(&e) => Err(this.elapsed()),
+                Ok(answer) => answer,
+                Err(_) => Err(this.elapsed()),
+            }
+        })
+    }
+}
+
+/// An RPC client for `url` whose every request gives up after `timeout`.
+pub(crate) fn rpc_client(
+    url: reqwest::Url,
+    timeout: Duration,
+) -> Result<RpcClient, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        // The backstop; the deadline in `TimedHttp` fires first.
+        .timeout(timeout + Duration::from_secs(1))
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .build()?;
+    let name: Arc<str> = Arc::from(url.as_str());
+    let http = Http::with_client(client, url);
+    let is_local = http.guess_local();
+    let timed = TimedHttp {
+        inner: http,
+        url: name,
+        timeout,
+    };
+    Ok(RpcClient::new(timed, is_local))
+}
+
+/// `rpc` as a URL the CLI can use: http or https only, so a typo like `ftp://` or a bare
+/// `host:8545` is a usage error, not a connection failure.
+pub(crate) fn parse_rpc_url(rpc: &str) -> Result<reqwest::Url, String> {
+    let hint = "give an http(s) URL such as http://127.0.0.1:8545 (--rpc-url or GPUFLOW_RPC_URL)";
+    let url: reqwest::Url = rpc
+        .parse()
+        .map_err(|e| format!("chain RPC URL {rpc:?} is not a URL ({e}); {hint}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "chain RPC URL {rpc:?}: only http:// and https:// URLs are supported; {hint}"
+        ));
+    }
+    Ok(url)
+}
+
+/// A read-only provider for `rpc` with the per-request timeout of `GPUFLOW_RPC_TIMEOUT_SECS`
+/// (for the reliability index).
+pub(crate) fn read_provider(rpc: &str) -> anyhow::Result<DynProvider> {
+    let url = parse_rpc_url(rpc).map_err(|e| anyhow!(e))?;
+    let timeout = rpc_timeout(&crate::net::env).unwrap_or(RPC_TIMEOUT);
+    let client = rpc_client(url, timeout).context("building the HTTP client")?;
+    Ok(ProviderBuilder::new().connect_client(client).erased())
+}
 
 /// An RPC connection, optionally signing with the renter's wallet.
 #[derive(Clone)]
@@ -65,18 +234,28 @@ impl Chain {
         rpc: &str,
         signer: Option<PrivateKeySigner>,
     ) -> anyhow::Result<Self> {
-        let url = rpc.parse().map_err(|e| {
-            anyhow!("RPC URL {rpc:?} is not a URL ({e}); pass --rpc-url http://host:8545")
-        })?;
+        let url = parse_rpc_url(rpc).map_err(|e| anyhow!(e))?;
+        // `resolve_rpc` already refused a bad value (a usage error); this is the fallback.
+        let timeout = rpc_timeout(&crate::net::env).unwrap_or(RPC_TIMEOUT);
+        let client = rpc_client(url, timeout).context("building the HTTP client")?;
         let me = signer
             .as_ref()
             .map_or(Address::ZERO, PrivateKeySigner::address);
         let provider = match signer.clone() {
-            Some(s) => ProviderBuilder::new().wallet(s).connect_http(url).erased(),
-            None => ProviderBuilder::new().connect_http(url).erased(),
+            Some(s) => ProviderBuilder::new()
+                .wallet(s)
+                .connect_client(client)
+                .erased(),
+            None => ProviderBuilder::new().connect_client(client).erased(),
         };
         let chain_id = provider.get_chain_id().await.map_err(|e| {
-            anyhow!("the chain RPC at {rpc} does not answer ({e}); is the chain running? set --rpc-url or GPUFLOW_RPC_URL")
+            if let Some(t) = timeout_in(&e) {
+                return anyhow!(t.clone());
+            }
+            anyhow!(
+                "the chain RPC at {rpc} does not answer ({e}); is the chain running? set \
+                 --rpc-url or GPUFLOW_RPC_URL"
+            )
         })?;
         Ok(Self {
             provider,
@@ -274,5 +453,48 @@ mod tests {
         assert!(s.starts_with("quote expired"), "{s}");
         assert!(s.contains("run the command again"), "{s}");
         assert_eq!(explain_rpc("connection refused"), "connection refused");
+    }
+
+    /// D6: a chain RPC that accepts the connection and never answers used to hang every
+    /// command; each request now fails after the timeout with [`RpcTimeout`], naming the RPC.
+    #[tokio::test]
+    async fn a_frozen_rpc_fails_the_request_in_time_naming_the_rpc() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: reqwest::Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let timeout = Duration::from_secs(1);
+        let provider = ProviderBuilder::new()
+            .connect_client(rpc_client(url.clone(), timeout).unwrap())
+            .erased();
+        let t0 = std::time::Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
+            .await
+            .expect("still waiting after 10 s")
+            .unwrap_err();
+        assert!(t0.elapsed() >= timeout, "{err}");
+        assert!(timeout_in(&err).is_some(), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("the chain RPC at {url} did not answer within 1 s")),
+            "{text}"
+        );
+        assert!(
+            text.contains("--rpc-url") && text.contains(RPC_TIMEOUT_ENV),
+            "{text}"
+        );
+        hold.abort();
+
+        let env = |v: &'static str| move |k: &str| (k == RPC_TIMEOUT_ENV).then(|| v.to_owned());
+        assert_eq!(rpc_timeout(&|_: &str| None), Ok(RPC_TIMEOUT));
+        assert_eq!(rpc_timeout(&env("7")), Ok(Duration::from_secs(7)));
+        assert!(rpc_timeout(&env("0")).is_err());
+        assert!(rpc_timeout(&env("3601")).is_err());
     }
 }

@@ -30,6 +30,10 @@ use tracing_subscriber::EnvFilter;
 /// funds, transaction reverted); 2 usage error (bad flag, bad query, nothing configured);
 /// 3 timed out (`wait`, or `rent` waiting for the workload); 4 the lease is already closed
 /// (`stop`, `extend`: nothing was sent). Set RUST_LOG=debug for details on stderr.
+///
+/// Every chain RPC request gives up after GPUFLOW_RPC_TIMEOUT_SECS seconds (default 20): a
+/// chain RPC that does not answer fails the command (exit 1) with a message naming it, instead
+/// of hanging it.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {

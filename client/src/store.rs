@@ -69,6 +69,9 @@ pub(crate) struct LeaseStore {
     dir: PathBuf,
 }
 
+/// Largest lease record read (a record is a few KiB: the quote, its spec and addresses).
+const MAX_RECORD_BYTES: u64 = 256 * 1024;
+
 impl LeaseStore {
     /// The store under `data_dir`.
     pub(crate) fn new(data_dir: &Path) -> Self {
@@ -100,6 +103,17 @@ impl LeaseStore {
                 .path();
             if path.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
+            }
+            // Only regular files of a sane size: a FIFO would block `leases` forever.
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.len() <= MAX_RECORD_BYTES => {}
+                _ => {
+                    eprintln!(
+                        "warning: skipping {}: not a lease record file",
+                        path.display()
+                    );
+                    continue;
+                }
             }
             let rec = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
@@ -212,5 +226,20 @@ mod tests {
         store.save(&r).unwrap();
         assert_eq!(store.find("ab01").unwrap(), r);
         assert_eq!(store.all().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_fifo_among_the_records_is_skipped_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LeaseStore::new(dir.path());
+        store.save(&record(B256::repeat_byte(1), 1)).unwrap();
+        let fifo = store.dir.join(format!("{}.json", B256::repeat_byte(2)));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Reading the FIFO would block forever; listing skips it.
+        assert_eq!(store.all().unwrap().len(), 1);
     }
 }

@@ -69,7 +69,47 @@ pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keystore names, sorted, with the address recorded in each file (if any).
+/// Largest keystore file read: a v3 keystore is about 500 bytes; anything far bigger is not
+/// one, and is not read into memory.
+pub(crate) const MAX_KEYSTORE_BYTES: u64 = 64 * 1024;
+
+/// Why `path` cannot be a keystore: missing, not a regular file (a directory, a FIFO, a
+/// device: opening a FIFO would block until someone writes to it), or too large.
+#[derive(Debug)]
+enum NotKeystore {
+    Missing,
+    NotRegular,
+    TooLarge(u64),
+}
+
+/// Checks `path` (following symlinks) before anything opens it.
+fn check_keystore_file(path: &Path) -> Result<(), NotKeystore> {
+    let meta = std::fs::metadata(path).map_err(|_| NotKeystore::Missing)?;
+    if !meta.is_file() {
+        return Err(NotKeystore::NotRegular);
+    }
+    if meta.len() > MAX_KEYSTORE_BYTES {
+        return Err(NotKeystore::TooLarge(meta.len()));
+    }
+    Ok(())
+}
+
+/// The address a keystore file records, reading at most [`MAX_KEYSTORE_BYTES`].
+fn recorded_address(path: &Path) -> Option<Address> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_KEYSTORE_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["address"].as_str()?.parse().ok()
+}
+
+/// Keystore names, sorted, with the address recorded in each file (if any). Only regular
+/// files (or links to them) named `*.json` count: a FIFO, a directory or a device there is
+/// skipped, never opened.
 pub(crate) fn list(dir: &Path) -> anyhow::Result<Vec<(String, Option<Address>)>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(Vec::new());
@@ -86,14 +126,43 @@ pub(crate) fn list(dir: &Path) -> anyhow::Result<Vec<(String, Option<Address>)>>
         else {
             continue;
         };
-        let address = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["address"].as_str()?.parse().ok());
-        out.push((name.to_owned(), address));
+        match check_keystore_file(&path) {
+            Ok(()) => {}
+            Err(NotKeystore::TooLarge(_)) => {
+                out.push((name.to_owned(), None));
+                continue;
+            }
+            Err(why) => {
+                tracing::debug!(path = %path.display(), ?why, "not a keystore; skipped");
+                continue;
+            }
+        }
+        out.push((name.to_owned(), recorded_address(&path)));
     }
     out.sort();
     Ok(out)
+}
+
+/// Fails unless `path` can be wallet `name`'s keystore (exists, a regular file, not huge).
+pub(crate) fn check_keystore(path: &Path, name: &str) -> anyhow::Result<()> {
+    match check_keystore_file(path) {
+        Ok(()) => Ok(()),
+        Err(NotKeystore::Missing) => bail!(
+            "no wallet named {name} ({} does not exist); `gpuflow wallet list` shows yours, \
+             `gpuflow wallet new {name}` creates one",
+            path.display()
+        ),
+        Err(NotKeystore::NotRegular) => bail!(
+            "wallet {name}: {} is not a regular file (a directory, FIFO or device), so it \
+             is not a keystore; `gpuflow wallet list` shows your wallets",
+            path.display()
+        ),
+        Err(NotKeystore::TooLarge(n)) => bail!(
+            "wallet {name}: {} is {n} bytes, too large for a keystore (at most \
+             {MAX_KEYSTORE_BYTES})",
+            path.display()
+        ),
+    }
 }
 
 /// Encrypts `signer` into `<dir>/<name>.json` (0600; the directory 0700). Refuses to replace an
@@ -138,13 +207,7 @@ pub(crate) fn save(
 
 /// Decrypts the keystore at `path`; a wrong password is named as such.
 pub(crate) fn open(path: &Path, name: &str, password: &Secret) -> anyhow::Result<PrivateKeySigner> {
-    if !path.is_file() {
-        bail!(
-            "no wallet named {name} ({} does not exist); `gpuflow wallet list` shows yours, \
-             `gpuflow wallet new {name}` creates one",
-            path.display()
-        );
-    }
+    check_keystore(path, name)?;
     PrivateKeySigner::decrypt_keystore(path, password.expose()).map_err(|e| {
         if matches!(&e, LocalSignerError::EthKeystoreError(k) if k.to_string() == "Mac Mismatch") {
             anyhow!(
@@ -196,8 +259,8 @@ pub(crate) fn parse_key(key: &Secret) -> anyhow::Result<PrivateKeySigner> {
         .map_err(|_| anyhow!("not a private key: expected 64 hex digits (with or without 0x)"))
 }
 
-/// The signing wallet, by the order in the module docs. Usage errors (no wallet configured)
-/// exit 2; a wrong password or a broken file exit 1.
+/// The signing wallet, by the order in the module docs. Usage errors (no wallet configured, no
+/// wallet of that name, not a regular file) exit 2; a wrong password or a broken file exit 1.
 pub(crate) fn load(args: &WalletArgs, env: Env<'_>) -> Result<PrivateKeySigner, Failure> {
     let dir = keystore_dir(env).map_err(Failure::Usage)?;
     let name = match (&args.wallet, env("GPUFLOW_PRIVATE_KEY")) {
@@ -227,6 +290,9 @@ pub(crate) fn load(args: &WalletArgs, env: Env<'_>) -> Result<PrivateKeySigner, 
         }
     };
     check_name(&name).map_err(Failure::Usage)?;
+    // Before the password: a missing wallet is named as such, not as "no terminal to ask on".
+    let path = dir.join(format!("{name}.json"));
+    check_keystore(&path, &name).map_err(Failure::Usage)?;
     let password = read_secret(
         args.password_file.as_deref(),
         "GPUFLOW_WALLET_PASSWORD",
@@ -235,7 +301,7 @@ pub(crate) fn load(args: &WalletArgs, env: Env<'_>) -> Result<PrivateKeySigner, 
         env,
     )
     .map_err(Failure::Usage)?;
-    open(&dir.join(format!("{name}.json")), &name, &password).map_err(Failure::Runtime)
+    open(&path, &name, &password).map_err(Failure::Runtime)
 }
 
 #[cfg(test)]
@@ -268,5 +334,82 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&KEY[2..]));
         assert_eq!(format!("{:?}", Secret(KEY.into())), "<redacted>");
+    }
+
+    /// `f` on another thread, failing (not hanging) if it takes longer than 10 s.
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("still blocked after 10 s (opened a FIFO?)")
+    }
+
+    fn mkfifo(path: &Path) {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("running mkfifo")
+            .success();
+        assert!(ok, "mkfifo {}", path.display());
+    }
+
+    /// D12: a FIFO named like a keystore hung `wallet list` and `rent` without `--wallet`
+    /// (reading it blocks until someone writes); it is skipped now, a directory too, and
+    /// naming one with --wallet says it is not a regular file.
+    #[test]
+    fn fifos_and_directories_in_the_keystore_folder_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = dir.path().join("keystores");
+        let signer = parse_key(&Secret(KEY.into())).unwrap();
+        let pw = Secret("pw".into());
+        save(&ks, "main", &signer, &pw).unwrap();
+        mkfifo(&ks.join("fifo.json"));
+        std::fs::create_dir(ks.join("dir.json")).unwrap();
+        // A huge file is listed (it is named like one) but never read.
+        let big = std::fs::File::create(ks.join("big.json")).unwrap();
+        big.set_len(MAX_KEYSTORE_BYTES + 1).unwrap();
+
+        let ks2 = ks.clone();
+        let all = within_10s(move || list(&ks2).unwrap());
+        assert_eq!(
+            all,
+            vec![
+                ("big".to_owned(), None),
+                ("main".to_owned(), Some(signer.address()))
+            ]
+        );
+
+        for (name, want) in [
+            ("fifo", "not a regular file"),
+            ("dir", "not a regular file"),
+            ("big", "too large"),
+            ("nosuch", "no wallet named nosuch"),
+        ] {
+            let path = ks.join(format!("{name}.json"));
+            let pw = pw.clone();
+            let err = within_10s(move || open(&path, name, &pw).unwrap_err());
+            assert!(err.to_string().contains(want), "{name}: {err}");
+        }
+    }
+
+    /// D11: `--wallet nosuch` without a password source said "no terminal to ask on"; the
+    /// missing wallet is named first, as a usage error.
+    #[test]
+    fn a_missing_wallet_is_named_before_the_password_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        let env = move |k: &str| (k == "GPUFLOW_HOME").then(|| home.clone());
+        let args = WalletArgs {
+            wallet: Some("nosuch".into()),
+            password_file: None,
+        };
+        match load(&args, &env) {
+            Err(Failure::Usage(e)) => {
+                assert!(e.to_string().contains("no wallet named nosuch"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

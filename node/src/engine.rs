@@ -53,11 +53,12 @@ use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
+use gpuflow_protocol::escrow::MockStablecoin;
 use gpuflow_protocol::escrow::{self as escrow_types};
 use gpuflow_protocol::templates::SSH_PORT;
 use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, PortMap, SignedQuote, code};
@@ -118,36 +119,46 @@ pub fn default_command() -> Vec<String> {
 /// images), so a renter can check a lease end to end: an HTTP server on the lease's first port
 /// (`$PORT`; the engine's readiness check connects there) and, when container port 22 is
 /// published (`GPUFLOW_PORT_22`), OpenSSH's `sshd` on its host port, run by the node's own
-/// user with a host key and the renter's `PUBLIC_KEY` in the lease's directory (the working
-/// directory) and the system's sshd config left out (`-f /dev/null`). SSH sessions get the
-/// lease id and the leased GPUs (`SetEnv`). Without sshd, or when it cannot start, the reason
-/// goes to `workload.log` and the lease serves HTTP only. sshd runs in the workload's process
-/// group; its sessions leave it, and the runtime's `stop` ends them too.
+/// user with the system's sshd config left out (`-f /dev/null`). Both listen only on the
+/// address the runtime publishes the ports on (`GPUFLOW_BIND`, 127.0.0.1). The HTTP server
+/// serves an empty directory of its own (`www/` in the lease's directory, the working
+/// directory), never the lease's files; sshd's host key and the renter's `PUBLIC_KEY` as its
+/// only authorized key live in `ssh/` beside it (0700), which `stop` deletes with everything
+/// else but the log. SSH sessions get the lease id and the leased GPUs (`SetEnv`). Without
+/// sshd, or when it cannot start, the reason goes to `workload.log` and the lease serves HTTP
+/// only. sshd runs in the workload's process group; its sessions leave it, and the runtime's
+/// `stop` ends them too.
 pub const STAND_IN: &str = r#"dir=$PWD
+bind=${GPUFLOW_BIND:-127.0.0.1}
 if [ -n "${GPUFLOW_PORT_22:-}" ]; then
   sshd=$(command -v sshd 2>/dev/null || true)
   case $sshd in /*) ;; *) sshd= ;; esac
   if [ -z "$sshd" ] && [ -x /usr/sbin/sshd ]; then sshd=/usr/sbin/sshd; fi
-  key=$dir/ssh_host_ed25519_key
+  ssh=$dir/ssh
+  key=$ssh/ssh_host_ed25519_key
   if [ -z "$sshd" ]; then
     echo "gpuflow: sshd not found (install openssh-server on the host); no SSH, serving HTTP only" >&2
-  elif ! { [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -f "$key" </dev/null >&2; }; then
+  elif ! { mkdir -p -m 700 "$ssh" && { [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -f "$key" </dev/null >&2; }; }; then
     echo "gpuflow: could not make an SSH host key with ssh-keygen; no SSH, serving HTTP only" >&2
   else
-    printf '%s
-' "${PUBLIC_KEY:-}" > "$dir/authorized_keys"
+    (umask 077 && printf '%s\n' "${PUBLIC_KEY:-}" > "$ssh/authorized_keys")
     # Privilege separation needs this directory when sshd runs as root.
     if [ "$(id -u)" = 0 ] && [ ! -d /run/sshd ]; then mkdir -p /run/sshd && chmod 755 /run/sshd; fi
-    set -- -f /dev/null -p "$GPUFLOW_PORT_22" -h "$key"       -o "AuthorizedKeysFile=$dir/authorized_keys" -o PidFile=none -o StrictModes=no       -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no       -o "Subsystem=sftp internal-sftp"       -o "SetEnv=GPUFLOW_LEASE_ID=$GPUFLOW_LEASE_ID CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+    set -- -f /dev/null -o "ListenAddress=$bind" -p "$GPUFLOW_PORT_22" -h "$key" \
+      -o "AuthorizedKeysFile=$ssh/authorized_keys" -o PidFile=none -o StrictModes=no \
+      -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
+      -o "Subsystem=sftp internal-sftp" \
+      -o "SetEnv=GPUFLOW_LEASE_ID=$GPUFLOW_LEASE_ID CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
     if err=$("$sshd" -t "$@" 2>&1); then
       "$sshd" -D -e "$@" </dev/null &
-      echo "gpuflow: sshd (pid $!) serving SSH on port $GPUFLOW_PORT_22" >&2
+      echo "gpuflow: sshd (pid $!) serving SSH on $bind port $GPUFLOW_PORT_22" >&2
     else
       echo "gpuflow: sshd cannot start: $err; no SSH, serving HTTP only" >&2
     fi
   fi
 fi
-exec python3 -m http.server "$PORT"
+mkdir -p "$dir/www"
+exec python3 -m http.server --bind "$bind" --directory "$dir/www" "$PORT"
 "#;
 
 /// How the engine runs.
@@ -282,12 +293,32 @@ pub struct LeaseFront {
     domain: Eip712Domain,
     engine: EngineHandle,
     public_host: String,
+    /// Reads renters' balances before a quote holds GPUs for them.
+    reader: DynProvider,
+    /// The escrow's token.
+    token: Address,
+}
+
+/// A renter wallet's money, as [`LeaseFront::funds`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Funds {
+    /// Token base units.
+    pub token: U256,
+    /// Native balance (gas), wei.
+    pub gas: U256,
+    /// The chain's gas price now, wei.
+    pub gas_price: u128,
 }
 
 impl LeaseFront {
     /// Stores the `Quoted` record of a quote just issued, so the engine knows the lease when it
     /// is opened.
-    pub async fn record_quote(&self, q: &SignedQuote, now: u64) -> Result<(), EngineError> {
+    pub async fn record_quote(
+        &self,
+        q: &SignedQuote,
+        now: u64,
+        held_until: u64,
+    ) -> Result<(), EngineError> {
         // The spec JSON was produced by the desk from a `LeaseSpec`; it parses back.
         let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap_or_default();
         let rec = LeaseRecord::quoted(
@@ -298,20 +329,49 @@ impl LeaseFront {
             now,
         );
         self.repo.insert(&rec).await?;
+        self.repo.set_hold(rec.id, held_until).await?;
         Ok(())
     }
 
+    /// The quote that becomes `lease` holds its GPUs until `until` (0: not at all).
+    pub async fn hold(&self, lease: B256, until: u64) -> Result<(), EngineError> {
+        Ok(self.repo.set_hold(lease, until).await?)
+    }
+
+    /// `renter`'s token and gas balances and the gas price, read concurrently.
+    pub async fn funds(&self, renter: Address) -> Result<Funds, EngineError> {
+        let token = MockStablecoin::new(self.token, self.reader.clone());
+        let bal = token.balanceOf(renter);
+        let (tokens, gas, price) = tokio::join!(
+            bal.call(),
+            self.reader.get_balance(renter),
+            self.reader.get_gas_price()
+        );
+        let chain = |what| move |source| EngineError::Chain { what, source };
+        Ok(Funds {
+            token: tokens.map_err(|source| EngineError::Escrow {
+                what: "the renter's token balance",
+                source,
+            })?,
+            gas: gas.map_err(chain("the renter's gas balance"))?,
+            gas_price: price.map_err(chain("the gas price"))?,
+        })
+    }
+
     /// GPUs that must not be quoted at `now`: those of leases that are open or running (until
-    /// their workload is stopped) and of quotes that can still be opened (their reservation
-    /// may predate a restart of the node, which forgets the desk's in-memory reservations).
+    /// their workload is stopped) and of quotes that still hold them (their hold may predate a
+    /// restart of the node, which forgets the desk's in-memory reservations).
     pub async fn busy_devices(&self, now: u64) -> Result<HashSet<String>, EngineError> {
         let mut busy = HashSet::new();
         for rec in self.repo.in_states(&ACTIVE).await? {
             busy.extend(rec.spec.gpus);
         }
-        let now = U256::from(now);
+        let holds = self.repo.holds().await?;
         for rec in self.repo.in_states(&[State::Quoted]).await? {
-            if rec.quote.expiry > now {
+            // Held until its hold ends (never past its expiry: it cannot be opened then).
+            let expiry = u64::try_from(rec.quote.expiry).unwrap_or(u64::MAX);
+            let until = holds.get(&rec.id).copied().unwrap_or(expiry).min(expiry);
+            if until > now {
                 busy.extend(rec.spec.gpus);
             }
         }
@@ -441,9 +501,7 @@ pub async fn start(
 ) -> Result<EngineParts, EngineError> {
     let chain = &config.chain;
     let repo = LeaseRepo::open(&config.db_path()).await?;
-    let reader = ProviderBuilder::new()
-        .connect_http(engine.rpc_url.clone())
-        .erased();
+    let reader = crate::chain::tx::read_provider(engine.rpc_url.clone());
     let signer = host_provider(
         engine.rpc_url.clone(),
         &HostWallet::from_signer(wallet.clone()),
@@ -495,6 +553,8 @@ pub async fn start(
             domain: escrow_types::domain(chain.chain_id, chain.escrow),
             engine: handle.clone(),
             public_host: engine.public_host,
+            reader: reader.clone(),
+            token: chain.token,
         },
         handle,
         watcher: watcher_handle,
@@ -658,12 +718,17 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 return Ok(true);
             }
             (State::Opened, CHAIN_PENDING) => {
-                if let Some(why) =
-                    below_minimum(&rec.quote, U256::from(view.deposit), self.min_lease_secs)
-                {
+                let deposit = U256::from(view.deposit);
+                let why = match below_minimum(&rec.quote, deposit, self.min_lease_secs) {
+                    Some(why) => Some(why),
+                    None => self.gpus_taken(rec).await?,
+                };
+                if let Some(why) = why {
                     // Quotes this node issues carry its minimum, and the escrow enforces it at
-                    // `open`; only a quote from before the minimum was raised gets here. Closing
-                    // refunds the renter at once (logged on chain as HostDeclined).
+                    // `open`; only a quote from before the minimum was raised gets here. A GPU is
+                    // taken only when the quote's hold lapsed (its renter never said it was
+                    // opening) and another renter's lease opened first. Closing refunds the
+                    // renter at once (logged on chain as HostDeclined).
                     tracing::warn!(target: "lease", lease = %id, %why, "declining the lease");
                     let m = self.tx.close(&rec.quote).await?;
                     tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease declined on chain");
@@ -766,6 +831,25 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// Why `rec`'s GPUs cannot be used, if another opened or running lease holds one of them.
+    async fn gpus_taken(&self, rec: &LeaseRecord) -> Result<Option<String>, EngineError> {
+        for other in self.repo.in_states(&ACTIVE).await? {
+            // Of two leases opened on one GPU, the one opened first keeps it (ties: the smaller
+            // id), so exactly one of them declines.
+            let first = (other.opened_at, other.id) < (rec.opened_at, rec.id);
+            if other.id == rec.id || (other.state == State::Opened && !first) {
+                continue;
+            }
+            if let Some(gpu) = rec.spec.gpus.iter().find(|g| other.spec.gpus.contains(g)) {
+                return Ok(Some(format!(
+                    "GPU {gpu} is taken by lease {} (this quote's hold lapsed before it was opened)",
+                    other.id
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Launches the workload and waits until its first port accepts connections.
@@ -922,11 +1006,12 @@ mod tests {
         let c = default_command();
         assert_eq!(c[..2], ["sh", "-c"]);
         let script = &c[2];
-        // HTTP last, replacing the shell, so the workload's pid is the server's.
+        // HTTP last, replacing the shell, so the workload's pid is the server's; on the
+        // published address only, serving an empty directory.
         assert!(
-            script
-                .trim_end()
-                .ends_with("exec python3 -m http.server \"$PORT\""),
+            script.trim_end().ends_with(
+                "exec python3 -m http.server --bind \"$bind\" --directory \"$dir/www\" \"$PORT\""
+            ),
             "{script}"
         );
         for needle in [
@@ -934,10 +1019,13 @@ mod tests {
             "command -v sshd",
             "/usr/sbin/sshd",
             "ssh-keygen -q -t ed25519 -N ''",
-            "\"${PUBLIC_KEY:-}\" > \"$dir/authorized_keys\"",
+            "bind=${GPUFLOW_BIND:-127.0.0.1}",
+            "ssh=$dir/ssh",
+            "mkdir -p -m 700 \"$ssh\"",
+            "\"${PUBLIC_KEY:-}\" > \"$ssh/authorized_keys\"",
             "mkdir -p /run/sshd",
-            "-p \"$GPUFLOW_PORT_22\" -h \"$key\"",
-            "AuthorizedKeysFile=$dir/authorized_keys",
+            "-o \"ListenAddress=$bind\" -p \"$GPUFLOW_PORT_22\" -h \"$key\"",
+            "AuthorizedKeysFile=$ssh/authorized_keys",
             "-o PidFile=none -o StrictModes=no",
             "-o PasswordAuthentication=no -o KbdInteractiveAuthentication=no",
             "SetEnv=GPUFLOW_LEASE_ID=$GPUFLOW_LEASE_ID",

@@ -207,7 +207,8 @@ pub async fn run(
     let lease_requests = client.serve_leases().await?;
     let desk = QuoteDesk::from_plans(wallet.clone(), &config.chain, &plans)
         .with_runtime(config.runtime)
-        .with_quote_ttl(config.offers.quote_ttl_secs);
+        .with_quote_ttl(config.offers.quote_ttl_secs)
+        .with_hold(config.offers.quote_hold_secs);
     // The lease engine needs the chain; without an RPC the node only quotes.
     let rpc_url = engine.as_ref().map(|e| e.rpc_url.to_string());
     let parts = match (engine, runtime) {

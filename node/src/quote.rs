@@ -39,17 +39,13 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
-use gpuflow_p2p::{Client, InboundLease};
 use gpuflow_protocol::escrow::{self, Quote};
 use gpuflow_protocol::offer::{Offer, OfferId};
-use gpuflow_protocol::wire::{
-    LeaseRequest, LeaseResponse, MAX_IMAGE_BYTES, MAX_SSH_KEY_BYTES, QuoteRequest, SignedQuote,
-    code,
-};
-use tokio::sync::mpsc;
+use gpuflow_protocol::request_auth::{self, AuthError};
+use gpuflow_protocol::wire::rules;
+use gpuflow_protocol::wire::{LeaseResponse, MAX_IMAGE_BYTES, QuoteRequest, SignedQuote, code};
 
-use crate::config::ChainConfig;
-use crate::engine::{EngineError, LeaseFront};
+use crate::config::{ChainConfig, DEFAULT_QUOTE_HOLD_SECS};
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 use crate::offers::OfferPlan;
 use crate::runtime::RuntimeKind;
@@ -64,22 +60,20 @@ pub const RESERVATION_SECS: u64 = 300;
 /// needs one to rent; a few more let it compare offers. Beyond this the request is refused
 /// `rate_limited` until one of its quotes is opened or expires.
 pub const MAX_QUOTES_PER_RENTER: usize = 2;
+/// Live quotes one p2p peer may hold on this host at once, whatever wallets it signs with.
+pub const MAX_QUOTES_PER_PEER: usize = 4;
+/// Request signatures remembered (so each is used once) while they are fresh; at most a
+/// minute's worth of requests at the p2p layer's rate limits.
+pub const MAX_SEEN_REQUESTS: usize = 4096;
+/// The renter's token balance and gas are checked before anything is held: a renter must hold
+/// at least the quote's smallest deposit, and gas for this much at the current gas price.
+pub const OPEN_GAS_BUDGET: u64 = 200_000;
+
 /// Pending leases a renter wallet may cancel on this host within [`CANCEL_WINDOW_SECS`] before
 /// the desk stops quoting it: each open-then-cancel held GPUs for nothing (the refund is full).
 pub const MAX_CANCELS_PER_RENTER: usize = 3;
 /// See [`MAX_CANCELS_PER_RENTER`].
 pub const CANCEL_WINDOW_SECS: u64 = 3600;
-
-/// OpenSSH public key types a renter may send.
-const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
 
 /// One offer the desk quotes for, with the GPUs behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +190,18 @@ pub enum QuoteError {
         /// Seconds until the limit lets the wallet in again.
         retry_after_secs: u64,
     },
+    /// The request's renter signature is missing, stale or wrong.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The same signed request was used for a quote already.
+    #[error("this signed request was used already; sign a new one (gpuflow does)")]
+    Replayed,
+    /// The renter wallet cannot pay for the quote it asks for.
+    #[error("{0}")]
+    Funds(String),
+    /// Too many requests to keep track of right now.
+    #[error("the host is handling too many quote requests; try again in a minute")]
+    Busy,
     /// The lease table (which GPUs are leased) could not be read.
     #[error("the host cannot check which GPUs are leased ({0}); try again")]
     Leases(String),
@@ -208,6 +214,9 @@ impl QuoteError {
             Self::UnknownOffer { .. } => code::UNKNOWN_OFFER,
             Self::NoCapacity { .. } => code::NO_CAPACITY,
             Self::RateLimited { .. } => code::RATE_LIMITED,
+            Self::Auth(_) | Self::Replayed => code::UNAUTHORIZED,
+            Self::Funds(_) => code::INSUFFICIENT_FUNDS,
+            Self::Busy => code::BUSY,
             Self::Sign(_) | Self::Leases(_) => code::INTERNAL,
             Self::ZeroRenter
             | Self::Duration { .. }
@@ -228,13 +237,31 @@ impl QuoteError {
     }
 }
 
+/// What [`QuoteDesk::precheck`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precheck {
+    /// The smallest deposit the quote will allow (price × the offer's minimum): the renter
+    /// must hold at least this much before anything is held for it.
+    pub minimum: U256,
+    /// The request signature's digest (each is good for one quote).
+    pub digest: B256,
+    /// Decimals of the offer's token, for messages.
+    pub decimals: u8,
+}
+
 /// GPUs held for one quote until `until`.
 #[derive(Debug, Clone)]
 struct Reservation {
     offer: OfferId,
     renter: Address,
+    /// The p2p peer that asked (its text form; empty for local callers).
+    peer: String,
     devices: Vec<String>,
+    /// The GPUs are held until then: a short hold, or the quote's expiry once the renter said
+    /// it is opening the quote.
     until: u64,
+    /// The quote's expiry (signed): it cannot be opened after.
+    expiry: u64,
     /// The lease id the quote becomes when opened.
     lease: B256,
 }
@@ -250,6 +277,13 @@ pub struct QuoteDesk {
     reservations: Vec<Reservation>,
     last_nonce: u64,
     reservation_secs: u64,
+    /// How long a quote holds its GPUs before its renter says it is opening it.
+    hold_secs: u64,
+    /// The host's peer id (text form): request signatures must name it.
+    host_peer: String,
+    /// Digests of request signatures already used, with when they stop being accepted anyway:
+    /// a signed request is good for one quote. At most [`MAX_SEEN_REQUESTS`].
+    seen: HashMap<B256, u64>,
     /// Which runtime the specs are built for (see [`spec`]).
     runtime: RuntimeKind,
 }
@@ -262,6 +296,10 @@ impl QuoteDesk {
         escrow: Address,
         offers: Vec<DeskOffer>,
     ) -> Self {
+        let host_peer = offers
+            .first()
+            .map(|o| o.offer.host.clone())
+            .unwrap_or_default();
         Self {
             wallet,
             domain: escrow::domain(chain_id, escrow),
@@ -269,6 +307,9 @@ impl QuoteDesk {
             reservations: Vec::new(),
             last_nonce: 0,
             reservation_secs: RESERVATION_SECS,
+            hold_secs: DEFAULT_QUOTE_HOLD_SECS,
+            host_peer,
+            seen: HashMap::new(),
             runtime: RuntimeKind::Process,
         }
     }
@@ -278,6 +319,14 @@ impl QuoteDesk {
     #[must_use]
     pub fn with_quote_ttl(mut self, secs: u64) -> Self {
         self.reservation_secs = secs;
+        self
+    }
+
+    /// A quote holds its GPUs `secs` after it is issued unless its renter says it is opening it
+    /// (default [`DEFAULT_QUOTE_HOLD_SECS`]); never longer than the quote lives.
+    #[must_use]
+    pub fn with_hold(mut self, secs: u64) -> Self {
+        self.hold_secs = secs;
         self
     }
 
@@ -338,10 +387,100 @@ impl QuoteDesk {
             .sum()
     }
 
-    /// Checks `req`, reserves its GPUs until `now` + the quote lifetime and returns the signed
-    /// quote. `now` is unix seconds.
+    /// Checks `req`, holds its GPUs (see [`QuoteDesk::with_hold`]) and returns the signed
+    /// quote. `now` is unix seconds. For callers without a peer (tests, local tools).
     pub fn quote(&mut self, req: &QuoteRequest, now: u64) -> Result<SignedQuote, QuoteError> {
-        self.quote_around(req, now, &HashSet::new())
+        self.quote_around("", req, now, &HashSet::new())
+    }
+
+    /// Every check [`QuoteDesk::quote_around`] makes before it looks for free GPUs: the offer,
+    /// the request's fields, the renter's signature and the per-wallet and per-peer caps.
+    /// Reserves nothing.
+    pub fn precheck(
+        &mut self,
+        peer: &str,
+        req: &QuoteRequest,
+        now: u64,
+    ) -> Result<Precheck, QuoteError> {
+        self.reservations.retain(|r| r.until > now);
+        let offer = &self
+            .offers
+            .get(&req.offer_id)
+            .ok_or(QuoteError::UnknownOffer { id: req.offer_id })?
+            .offer;
+        check_request(offer, req)?;
+        let price = price_per_second(offer.price_per_gpu_hour, req.gpus)?;
+        let minimum = price.saturating_mul(U256::from(offer.min_duration_secs.max(1)));
+        let digest = request_auth::verify(req, &self.host_peer, now, &self.domain)?;
+        if self.seen.contains_key(&digest) {
+            return Err(QuoteError::Replayed);
+        }
+        self.check_caps(peer, req.renter, now)?;
+        Ok(Precheck {
+            minimum,
+            digest,
+            decimals: offer.token_decimals,
+        })
+    }
+
+    /// At most [`MAX_QUOTES_PER_RENTER`] live holds per renter wallet and
+    /// [`MAX_QUOTES_PER_PEER`] per p2p peer.
+    fn check_caps(&self, peer: &str, renter: Address, now: u64) -> Result<(), QuoteError> {
+        let limited = |held: Vec<u64>, max: usize, who: String| {
+            if held.len() < max {
+                return Ok(());
+            }
+            let first_free = held.iter().min().copied().unwrap_or(now);
+            Err(QuoteError::RateLimited {
+                why: format!(
+                    "{who} already holds {} unopened quotes on this host (at most {max}); open \
+                     one, release them or let them expire",
+                    held.len()
+                ),
+                retry_after_secs: first_free.saturating_sub(now).max(1),
+            })
+        };
+        let of = |f: &dyn Fn(&Reservation) -> bool| {
+            self.reservations
+                .iter()
+                .filter(|r| f(r))
+                .map(|r| r.until)
+                .collect::<Vec<_>>()
+        };
+        limited(
+            of(&|r| r.renter == renter),
+            MAX_QUOTES_PER_RENTER,
+            format!("wallet {renter}"),
+        )?;
+        if peer.is_empty() {
+            return Ok(());
+        }
+        limited(
+            of(&|r| r.peer == peer),
+            MAX_QUOTES_PER_PEER,
+            format!("peer {peer}"),
+        )
+    }
+
+    /// The renter (`peer`) is opening the quote that becomes `lease`: its hold runs until the
+    /// quote's expiry. Returns that expiry, or `None` when `peer` holds no such quote (never
+    /// issued to it, released, or its hold lapsed).
+    pub fn opening(&mut self, peer: &str, lease: B256, now: u64) -> Option<u64> {
+        let r = self
+            .reservations
+            .iter_mut()
+            .find(|r| r.lease == lease && r.peer == peer && r.until > now)?;
+        r.until = r.expiry;
+        Some(r.expiry)
+    }
+
+    /// The renter (`peer`) gives the quote that becomes `lease` up: its GPUs are free at once.
+    /// False when `peer` holds no such quote.
+    pub fn release_from(&mut self, peer: &str, lease: B256) -> bool {
+        let before = self.reservations.len();
+        self.reservations
+            .retain(|r| !(r.lease == lease && r.peer == peer));
+        self.reservations.len() < before
     }
 
     /// [`QuoteDesk::quote`], also treating `busy` devices as taken: the GPUs of leases that are
@@ -350,36 +489,18 @@ impl QuoteDesk {
     /// its quote's reservation ended.
     pub fn quote_around(
         &mut self,
+        peer: &str,
         req: &QuoteRequest,
         now: u64,
         busy: &HashSet<String>,
     ) -> Result<SignedQuote, QuoteError> {
-        self.reservations.retain(|r| r.until > now);
+        let checked = self.precheck(peer, req, now)?;
         let desk_offer = self
             .offers
             .get(&req.offer_id)
             .ok_or(QuoteError::UnknownOffer { id: req.offer_id })?;
         let offer = &desk_offer.offer;
-        check_request(offer, req)?;
         let price = price_per_second(offer.price_per_gpu_hour, req.gpus)?;
-        let mine: Vec<u64> = self
-            .reservations
-            .iter()
-            .filter(|r| r.renter == req.renter)
-            .map(|r| r.until)
-            .collect();
-        if mine.len() >= MAX_QUOTES_PER_RENTER {
-            let first_free = mine.iter().min().copied().unwrap_or(now);
-            return Err(QuoteError::RateLimited {
-                why: format!(
-                    "wallet {} already holds {} unopened quotes on this host (at most \
-                     {MAX_QUOTES_PER_RENTER}); open one or let them expire",
-                    req.renter,
-                    mine.len()
-                ),
-                retry_after_secs: first_free.saturating_sub(now).max(1),
-            });
-        }
 
         let taken: Vec<&String> = self
             .reservations
@@ -406,7 +527,8 @@ impl QuoteDesk {
         spec.validate()?;
         let spec_json = canonical_json(&spec);
 
-        let until = now.saturating_add(self.reservation_secs);
+        let expiry = now.saturating_add(self.reservation_secs);
+        let until = now.saturating_add(self.hold_secs).min(expiry);
         // Strictly increasing in this process; seeded from the wall clock in microseconds so a
         // restarted node keeps increasing unless it issued over a million quotes a second
         // (seconds × 10^6 would repeat nonces after a restart within the same second).
@@ -421,18 +543,21 @@ impl QuoteDesk {
             pricePerSecond: price,
             minDuration: U256::from(offer.min_duration_secs),
             maxDuration: U256::from(req.duration_secs),
-            expiry: U256::from(until),
+            expiry: U256::from(expiry),
             nonce: U256::from(nonce),
             specHash: keccak256(spec_json.as_bytes()),
         };
         let signature =
             escrow::sign_quote(&self.wallet, &quote, &self.domain).map_err(QuoteError::Sign)?;
         self.last_nonce = nonce;
+        self.remember(checked.digest, req.auth.issued_at, now)?;
         self.reservations.push(Reservation {
             offer: req.offer_id,
             renter: req.renter,
+            peer: peer.to_owned(),
             devices,
             until,
+            expiry,
             lease: escrow::lease_id(&quote, &self.domain),
         });
         Ok(SignedQuote {
@@ -441,6 +566,20 @@ impl QuoteDesk {
             reserved_until: until,
             spec: spec_json,
         })
+    }
+
+    /// Records `req`'s signature as used. The set is bounded: expired signatures are dropped
+    /// first, and when it is still full the request is refused `busy` (nothing is reserved).
+    fn remember(&mut self, digest: B256, issued_at: u64, now: u64) -> Result<(), QuoteError> {
+        if self.seen.len() >= MAX_SEEN_REQUESTS {
+            self.seen.retain(|_, until| *until >= now);
+        }
+        if self.seen.len() >= MAX_SEEN_REQUESTS {
+            return Err(QuoteError::Busy);
+        }
+        let until = issued_at.saturating_add(request_auth::MAX_REQUEST_AGE_SECS);
+        self.seen.insert(digest, until);
+        Ok(())
     }
 }
 
@@ -537,125 +676,12 @@ fn check_image(templates: &[String], asked: &str) -> Result<(), QuoteError> {
 }
 
 fn check_ssh_key(key: &str) -> Result<(), QuoteError> {
-    let bad = |why| Err(QuoteError::SshKey { why });
-    if key.len() > MAX_SSH_KEY_BYTES {
-        return bad("too long");
-    }
-    if key.contains(['\n', '\r', '\0']) {
-        return bad("must be one line");
-    }
-    let mut parts = key.split_ascii_whitespace();
-    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return bad("expected `<type> <base64> [comment]`");
-    };
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return bad("unknown key type");
-    }
-    let base64 = blob.len() >= 16
-        && blob.len() % 4 == 0
-        && blob
-            .trim_end_matches('=')
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
-    if !base64 {
-        return bad("key data is not base64");
-    }
-    Ok(())
+    rules::check_ssh_key(key).map_err(|why| QuoteError::SshKey { why })
 }
 
-/// Answers the inbound lease requests from `inbound` with `desk` until the p2p event loop
-/// closes the channel. Quotes are signed in this task: a signature takes well under a
-/// millisecond, far below the p2p answer timeout.
-///
-/// With `front` (the lease engine runs), every issued quote is stored as a `Quoted` lease and
-/// `Opened`/`Status` are answered; without it they are answered `unsupported`.
-pub async fn serve(
-    mut desk: QuoteDesk,
-    client: Client,
-    mut inbound: mpsc::Receiver<InboundLease>,
-    front: Option<LeaseFront>,
-) {
-    while let Some(InboundLease {
-        peer,
-        token,
-        request,
-    }) = inbound.recv().await
-    {
-        let response = match (request, &front) {
-            (LeaseRequest::Quote(req), _) => {
-                match quote_with_leases(&mut desk, &req, front.as_ref()).await {
-                    Ok(q) => {
-                        tracing::info!(target: "lease", %peer, offer = %req.offer_id, gpus = req.gpus,
-                        renter = %req.renter, reserved_until = q.reserved_until, "quote issued");
-                        match &front {
-                            // A quote the engine would not recognise when opened must not go out.
-                            Some(f) => match f.record_quote(&q, crate::offers::unix_now()).await {
-                                Ok(()) => LeaseResponse::Quote(q),
-                                Err(e) => {
-                                    tracing::warn!(target: "lease", error = %e, "quote not stored; refused");
-                                    LeaseResponse::error(
-                                        code::INTERNAL,
-                                        "the host could not record the quote; try again",
-                                    )
-                                }
-                            },
-                            None => LeaseResponse::Quote(q),
-                        }
-                    }
-                    Err(e) => {
-                        tracing::info!(target: "lease", %peer, offer = %req.offer_id, error = %e, "quote refused");
-                        e.to_response()
-                    }
-                }
-            }
-            (LeaseRequest::Status { lease_id }, Some(f)) => f.status(lease_id).await,
-            (LeaseRequest::Opened { lease_id, tx_hash }, Some(f)) => {
-                tracing::info!(target: "lease", %peer, lease = %lease_id, tx = %tx_hash, "renter reports the lease opened");
-                f.opened(lease_id).await
-            }
-            (LeaseRequest::Status { .. } | LeaseRequest::Opened { .. }, None) => {
-                LeaseResponse::error(
-                    code::UNSUPPORTED,
-                    "this host does not answer lease status yet; watch the escrow contract instead",
-                )
-            }
-            // Kept by `crate::receipts::intercept` before requests get here when the engine runs.
-            (LeaseRequest::Receipt(_), _) => {
-                LeaseResponse::error(code::UNSUPPORTED, "this host keeps no receipts")
-            }
-        };
-        if let Err(e) = client.respond_lease(token, response).await {
-            tracing::debug!(target: "lease", %peer, error = %e, "lease answer not delivered");
-        }
-    }
-}
-
-/// A quote that also keeps clear of GPUs the lease engine knows are taken (see
-/// [`QuoteDesk::quote_around`]). If the lease table cannot be read, nothing is quoted: a quote
-/// for a leased GPU would be a double booking.
-async fn quote_with_leases(
-    desk: &mut QuoteDesk,
-    req: &QuoteRequest,
-    front: Option<&LeaseFront>,
-) -> Result<SignedQuote, QuoteError> {
-    let now = crate::offers::unix_now();
-    let leases = |e: EngineError| QuoteError::Leases(e.to_string());
-    let busy = match front {
-        Some(f) => {
-            let since = now.saturating_sub(CANCEL_WINDOW_SECS);
-            let cancels = f.cancelled_by(req.renter, since).await.map_err(leases)?;
-            check_cancels(req.renter, &cancels, now)?;
-            for lease in desk.reserved_leases() {
-                if f.opened_or_done(lease).await.map_err(leases)? {
-                    desk.release(lease);
-                }
-            }
-            f.busy_devices(now).await.map_err(leases)?
-        }
-        None => HashSet::new(),
-    };
-    desk.quote_around(req, now, &busy)
-}
+#[path = "quote_serve.rs"]
+mod serve;
+pub use serve::serve;
 
 #[cfg(test)]
 #[path = "quote_tests.rs"]

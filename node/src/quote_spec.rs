@@ -18,14 +18,13 @@
 use std::collections::BTreeMap;
 
 use gpuflow_protocol::templates;
-use gpuflow_protocol::wire::{MAX_REQUEST_ENV, MAX_REQUEST_PORTS, QuoteRequest};
+use gpuflow_protocol::wire::{QuoteRequest, rules};
 
 use super::QuoteError;
-use crate::lease::spec::{LeaseSpec, RESERVED_ENV};
+use crate::lease::spec::LeaseSpec;
 use crate::runtime::RuntimeKind;
 
-/// Longest environment variable name a request may set.
-pub const MAX_ENV_NAME_BYTES: usize = 128;
+pub use gpuflow_protocol::wire::rules::MAX_ENV_NAME_BYTES;
 
 /// The port put first in a process-runtime spec whose only port is SSH: the stand-in HTTP
 /// server listens there, and the engine's readiness check connects to the first port.
@@ -96,49 +95,9 @@ fn http_first(ports: &mut Vec<u16>) {
 }
 
 fn check_env(env: &BTreeMap<String, String>) -> Result<(), QuoteError> {
-    let bad = |why: String| Err(QuoteError::Env { why });
-    if env.len() > MAX_REQUEST_ENV {
-        return bad(format!(
-            "{} variables, at most {MAX_REQUEST_ENV}",
-            env.len()
-        ));
-    }
-    for (k, v) in env {
-        let valid = !k.is_empty()
-            && k.len() <= MAX_ENV_NAME_BYTES
-            && !k.starts_with(|c: char| c.is_ascii_digit())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return bad(format!(
-                "name {:?} must be 1 to {MAX_ENV_NAME_BYTES} of A-Z a-z 0-9 _, not starting with a digit",
-                k.chars().take(64).collect::<String>()
-            ));
-        }
-        if RESERVED_ENV.contains(&k.as_str()) || k.starts_with("GPUFLOW_") {
-            return bad(format!("{k} is set by the host; pick another name"));
-        }
-        if v.contains('\0') {
-            return bad(format!("{k} contains a NUL byte"));
-        }
-    }
-    Ok(())
+    rules::check_env(env).map_err(|why| QuoteError::Env { why })
 }
 
 fn check_ports(ports: &[u16]) -> Result<(), QuoteError> {
-    let bad = |why: String| Err(QuoteError::Ports { why });
-    if ports.len() > MAX_REQUEST_PORTS {
-        return bad(format!(
-            "{} ports, at most {MAX_REQUEST_PORTS}",
-            ports.len()
-        ));
-    }
-    for (i, &p) in ports.iter().enumerate() {
-        if p == 0 {
-            return bad("port 0 cannot be published".into());
-        }
-        if ports[..i].contains(&p) {
-            return bad(format!("port {p} listed twice"));
-        }
-    }
-    Ok(())
+    rules::check_ports(ports).map_err(|why| QuoteError::Ports { why })
 }

@@ -1,5 +1,6 @@
 use super::spec::PROCESS_HTTP_PORT;
 use super::*;
+use alloy::primitives::B256;
 use gpuflow_protocol::offer::fixture::TestHost;
 
 const NOW: u64 = 1_800_000_000;
@@ -22,33 +23,78 @@ fn desk() -> (QuoteDesk, TestHost, OfferId) {
     (desk, host, id)
 }
 
+/// The wallet of test renter `n` (1 to 9).
+fn key(n: u8) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&B256::repeat_byte(n)).unwrap()
+}
+
+/// The address of test renter `n`.
+fn renter(n: u8) -> Address {
+    key(n).address()
+}
+
+/// Each signature is made a second earlier than the last, so no two are the same (a host
+/// accepts each signed request once) while all stay fresh.
+static SIGNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `req` signed by its renter (one of the test renters; others are left unsigned) for `desk`'s
+/// host at about `now`.
+fn signed(desk: &QuoteDesk, req: &QuoteRequest, now: u64) -> QuoteRequest {
+    let mut req = req.clone();
+    let back = SIGNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        % request_auth::MAX_REQUEST_AGE_SECS;
+    if let Some(k) = (1..=9).map(key).find(|k| k.address() == req.renter) {
+        request_auth::sign(&mut req, &k, &desk.host_peer, now - back, &desk.domain).unwrap();
+    }
+    req
+}
+
+/// [`QuoteDesk::quote`] of `req` signed by its renter.
+fn ask(desk: &mut QuoteDesk, req: &QuoteRequest, now: u64) -> Result<SignedQuote, QuoteError> {
+    let req = signed(desk, req, now);
+    desk.quote(&req, now)
+}
+
+/// [`QuoteDesk::quote_around`] of `req` signed by its renter.
+fn ask_around(
+    desk: &mut QuoteDesk,
+    req: &QuoteRequest,
+    now: u64,
+    busy: &HashSet<String>,
+) -> Result<SignedQuote, QuoteError> {
+    let req = signed(desk, req, now);
+    desk.quote_around("", &req, now, busy)
+}
+
 fn request(id: OfferId, gpus: u32) -> QuoteRequest {
     QuoteRequest {
         offer_id: id,
-        renter: Address::repeat_byte(2),
+        renter: renter(2),
         duration_secs: 3600,
         image_or_template: "pytorch".into(),
         ssh_public_key: KEY.into(),
         gpus,
         env: Default::default(),
         ports: Vec::new(),
+        auth: Default::default(),
     }
 }
 
 #[test]
 fn valid_request_gives_a_quote_signed_by_the_host_wallet() {
     let (mut desk, host, id) = desk();
-    let q = desk.quote(&request(id, 2), NOW).unwrap();
+    let q = ask(&mut desk, &request(id, 2), NOW).unwrap();
     let quote = Quote::from(q.quote.clone());
     let signer = escrow::recover_quote_signer(&quote, &q.signature, desk.domain()).unwrap();
     assert_eq!(signer, host.wallet.address());
     assert_eq!(quote.host, host.wallet.address());
-    assert_eq!(quote.renter, Address::repeat_byte(2));
+    assert_eq!(quote.renter, renter(2));
     // floor(400_000 * 2 / 3600) = 222
     assert_eq!(quote.pricePerSecond, U256::from(222u64));
     assert_eq!(quote.maxDuration, U256::from(3600u64));
     assert_eq!(quote.expiry, U256::from(NOW + RESERVATION_SECS));
-    assert_eq!(q.reserved_until, NOW + RESERVATION_SECS);
+    // The GPUs are held only briefly unless the renter says it is opening the quote.
+    assert_eq!(q.reserved_until, NOW + DEFAULT_QUOTE_HOLD_SECS);
     // The spec travels with the quote and is what the hash commits to.
     assert_eq!(quote.specHash, keccak256(q.spec.as_bytes()));
     let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
@@ -66,8 +112,8 @@ fn valid_request_gives_a_quote_signed_by_the_host_wallet() {
 #[test]
 fn nonces_strictly_increase() {
     let (mut desk, _, id) = desk();
-    let a = desk.quote(&request(id, 1), NOW).unwrap();
-    let b = desk.quote(&request(id, 1), NOW).unwrap();
+    let a = ask(&mut desk, &request(id, 1), NOW).unwrap();
+    let b = ask(&mut desk, &request(id, 1), NOW).unwrap();
     assert!(b.quote.nonce > a.quote.nonce);
     // Two quotes of the same terms are two different leases.
     assert_ne!(
@@ -151,7 +197,7 @@ fn each_invalid_request_gets_its_own_error() {
         ),
     ];
     for (req, is_expected) in cases {
-        let err = desk.quote(&req, NOW).unwrap_err();
+        let err = ask(&mut desk, &req, NOW).unwrap_err();
         assert!(is_expected(&err), "{req:?} gave {err:?}");
         assert!(matches!(err.to_response(), LeaseResponse::Error { .. }));
     }
@@ -167,15 +213,15 @@ fn any_image_is_allowed_when_the_offer_lists_no_templates() {
     }
     let mut req = request(id, 1);
     req.image_or_template = "ghcr.io/org/img:1.0@sha256:abc".into();
-    desk.quote(&req, NOW).unwrap();
+    ask(&mut desk, &req, NOW).unwrap();
     req.image_or_template = "img; rm -rf /".into();
     assert!(matches!(
-        desk.quote(&req, NOW),
+        ask(&mut desk, &req, NOW),
         Err(QuoteError::Image { .. })
     ));
     req.image_or_template = "i".repeat(MAX_IMAGE_BYTES + 1);
     assert!(matches!(
-        desk.quote(&req, NOW),
+        ask(&mut desk, &req, NOW),
         Err(QuoteError::Image { .. })
     ));
 }
@@ -186,7 +232,7 @@ fn price_that_floors_to_zero_is_refused() {
     if let Some(o) = desk.offers.get_mut(&id) {
         o.offer.price_per_gpu_hour = 3599;
     }
-    let err = desk.quote(&request(id, 1), NOW).unwrap_err();
+    let err = ask(&mut desk, &request(id, 1), NOW).unwrap_err();
     assert!(matches!(
         err,
         QuoteError::PriceTooLow {
@@ -196,22 +242,22 @@ fn price_that_floors_to_zero_is_refused() {
     ));
     assert_eq!(err.code(), code::INVALID_REQUEST);
     // Two GPUs at the same price make 7198 / 3600 = 1 per second.
-    let q = desk.quote(&request(id, 2), NOW).unwrap();
+    let q = ask(&mut desk, &request(id, 2), NOW).unwrap();
     assert_eq!(q.quote.price_per_second, U256::from(1u64));
 }
 
 #[test]
 fn overlapping_reservations_beyond_capacity_are_refused() {
     let (mut desk, _, id) = desk();
-    let first = desk.quote(&request(id, 3), NOW).unwrap();
-    let err = desk.quote(&request(id, 2), NOW + 10).unwrap_err();
+    let first = ask(&mut desk, &request(id, 3), NOW).unwrap();
+    let err = ask(&mut desk, &request(id, 2), NOW + 10).unwrap_err();
     assert!(
         matches!(err, QuoteError::NoCapacity { free: 1, asked: 2 }),
         "{err:?}"
     );
     assert_eq!(err.code(), code::NO_CAPACITY);
     // The one free GPU can still be quoted, and it is a different one.
-    let second = desk.quote(&request(id, 1), NOW + 10).unwrap();
+    let second = ask(&mut desk, &request(id, 1), NOW + 10).unwrap();
     let a: LeaseSpec = serde_json::from_str(&first.spec).unwrap();
     let b: LeaseSpec = serde_json::from_str(&second.spec).unwrap();
     assert!(b.gpus.iter().all(|g| !a.gpus.contains(g)), "{a:?} {b:?}");
@@ -219,17 +265,17 @@ fn overlapping_reservations_beyond_capacity_are_refused() {
 }
 
 #[test]
-fn capacity_is_free_again_after_the_reservation_expires() {
+fn capacity_is_free_again_after_the_hold_ends() {
     let (mut desk, _, id) = desk();
-    desk.quote(&request(id, 4), NOW).unwrap();
-    let until = NOW + RESERVATION_SECS;
+    ask(&mut desk, &request(id, 4), NOW).unwrap();
+    let until = NOW + DEFAULT_QUOTE_HOLD_SECS;
     assert!(matches!(
-        desk.quote(&request(id, 1), until - 1),
+        ask(&mut desk, &request(id, 1), until - 1),
         Err(QuoteError::NoCapacity { free: 0, .. })
     ));
     assert_eq!(desk.reserved(id, until), 0);
-    let q = desk.quote(&request(id, 4), until).unwrap();
-    assert_eq!(q.reserved_until, until + RESERVATION_SECS);
+    let q = ask(&mut desk, &request(id, 4), until).unwrap();
+    assert_eq!(q.reserved_until, until + DEFAULT_QUOTE_HOLD_SECS);
     // Expired reservations were dropped, not just ignored.
     assert_eq!(desk.reservations.len(), 1);
 }
@@ -238,27 +284,25 @@ fn capacity_is_free_again_after_the_reservation_expires() {
 fn leased_gpus_are_not_quoted_again_after_their_reservation_ends() {
     let (desk, _, id) = desk();
     let mut desk = desk.with_quote_ttl(30);
-    let first = desk.quote(&request(id, 3), NOW).unwrap();
+    let first = ask(&mut desk, &request(id, 3), NOW).unwrap();
     assert_eq!(first.reserved_until, NOW + 30);
     let leased: LeaseSpec = serde_json::from_str(&first.spec).unwrap();
     let busy: HashSet<String> = leased.gpus.iter().cloned().collect();
     // The quote's reservation is over, but its lease runs: its GPUs stay taken.
     let later = NOW + 31;
-    let err = desk
-        .quote_around(&request(id, 2), later, &busy)
-        .unwrap_err();
+    let err = ask_around(&mut desk, &request(id, 2), later, &busy).unwrap_err();
     assert!(
         matches!(err, QuoteError::NoCapacity { free: 1, asked: 2 }),
         "{err:?}"
     );
-    let second = desk.quote_around(&request(id, 1), later, &busy).unwrap();
+    let second = ask_around(&mut desk, &request(id, 1), later, &busy).unwrap();
     let b: LeaseSpec = serde_json::from_str(&second.spec).unwrap();
     assert!(b.gpus.iter().all(|g| !busy.contains(g)), "{b:?}");
     // Without the lease, all four are free again.
     let (desk, _, id) = self::desk();
     let mut desk = desk.with_quote_ttl(30);
-    desk.quote(&request(id, 3), NOW).unwrap();
-    assert!(desk.quote(&request(id, 4), NOW + 30).is_ok());
+    ask(&mut desk, &request(id, 3), NOW).unwrap();
+    assert!(ask(&mut desk, &request(id, 4), NOW + 30).is_ok());
 }
 
 #[test]
@@ -283,7 +327,7 @@ fn from_plans_numbers_gpus_across_offers() {
         deploy_block: 0,
     };
     let mut desk = QuoteDesk::from_plans(host.wallet, &chain, &plans);
-    let q = desk.quote(&request(plans[1].id, 2), NOW).unwrap();
+    let q = ask(&mut desk, &request(plans[1].id, 2), NOW).unwrap();
     let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
     assert_eq!(spec.gpus, vec!["2".to_owned(), "3".to_owned()]);
     assert_eq!(
@@ -298,11 +342,13 @@ fn from_plans_numbers_gpus_across_offers() {
 async fn served_quote_reaches_the_renter_over_p2p() {
     use gpuflow_p2p::{P2pConfig, keypair_from_dalek};
     use gpuflow_protocol::book::OfferBook;
+    use gpuflow_protocol::wire::LeaseRequest;
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
     let (desk, host, id) = desk();
     let domain = desk.domain().clone();
+    let req = signed(&desk, &request(id, 1), crate::offers::unix_now());
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
     let (host_client, host_loop, _) = gpuflow_p2p::new(
@@ -324,11 +370,7 @@ async fn served_quote_reaches_the_renter_over_p2p() {
         let addr = host_client.listen_addrs().await.unwrap()[0].clone();
         let peer = host_client.peer_id();
         let quote = renter
-            .request_lease(
-                peer,
-                Some(addr.clone()),
-                LeaseRequest::Quote(request(id, 1)),
-            )
+            .request_lease(peer, Some(addr.clone()), LeaseRequest::Quote(req))
             .await
             .unwrap();
         let status = renter
@@ -369,7 +411,7 @@ fn templates_expand_into_image_ports_and_command_for_docker() {
     req.image_or_template = "ollama".into();
     req.env = [("OLLAMA_MODELS".to_owned(), "/data".to_owned())].into();
     req.ports = vec![11434, 9000];
-    let q = desk.quote(&req, NOW).unwrap();
+    let q = ask(&mut desk, &req, NOW).unwrap();
     let spec: LeaseSpec = serde_json::from_str(&q.spec).unwrap();
     let ollama = gpuflow_protocol::templates::find("ollama").unwrap();
     assert_eq!(spec.image.as_deref(), Some(ollama.image));
@@ -382,15 +424,15 @@ fn templates_expand_into_image_ports_and_command_for_docker() {
     req.image_or_template = "pytorch".into();
     req.ports.clear();
     req.env.clear();
-    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    let spec: LeaseSpec = serde_json::from_str(&ask(&mut desk, &req, NOW).unwrap().spec).unwrap();
     assert_eq!(spec.ports, vec![22], "SSH under Docker");
     assert!(spec.command.is_empty());
 
     // A listed name that is no built-in template is an image, used as it is. (Another wallet:
     // this one holds the most live quotes a wallet may.)
     req.image_or_template = "ubuntu:24.04".into();
-    req.renter = Address::repeat_byte(3);
-    let spec: LeaseSpec = serde_json::from_str(&desk.quote(&req, NOW).unwrap().spec).unwrap();
+    req.renter = renter(3);
+    let spec: LeaseSpec = serde_json::from_str(&ask(&mut desk, &req, NOW).unwrap().spec).unwrap();
     assert_eq!(spec.image.as_deref(), Some("ubuntu:24.04"));
     assert!(spec.ports.is_empty() && spec.command.is_empty());
 }
@@ -403,7 +445,7 @@ fn process_runtime_specs_keep_ssh_behind_the_http_port_and_no_command() {
         if let Some(o) = desk.offers.get_mut(&id) {
             o.offer.templates = vec!["jupyter".into(), "pytorch".into(), "ubuntu:24.04".into()];
         }
-        serde_json::from_str(&desk.quote(req, NOW).unwrap().spec).unwrap()
+        serde_json::from_str(&ask(&mut desk, req, NOW).unwrap().spec).unwrap()
     };
     let (_, _, id) = desk();
     let mut req = request(id, 1);
@@ -486,7 +528,7 @@ fn bad_env_and_ports_are_refused_naming_the_field() {
         },
     ];
     for (req, want) in cases {
-        let err = desk.quote(&req, NOW).unwrap_err();
+        let err = ask(&mut desk, &req, NOW).unwrap_err();
         assert!(
             err.to_string().starts_with(want),
             "{err} should start with {want}"
@@ -499,20 +541,20 @@ fn bad_env_and_ports_are_refused_naming_the_field() {
 #[test]
 fn released_reservations_free_their_gpus_before_the_quote_expires() {
     let (mut desk, _, id) = desk();
-    let q = desk.quote(&request(id, 4), NOW).unwrap();
+    let q = ask(&mut desk, &request(id, 4), NOW).unwrap();
     let lease = escrow::lease_id(&Quote::from(q.quote), desk.domain());
     assert_eq!(desk.reserved_leases(), vec![lease]);
-    assert!(desk.quote(&request(id, 1), NOW + 1).is_err());
+    assert!(ask(&mut desk, &request(id, 1), NOW + 1).is_err());
     // The quote was opened and its lease ended: the GPUs are free at once.
     desk.release(lease);
     assert!(desk.reserved_leases().is_empty());
-    assert!(desk.quote(&request(id, 4), NOW + 2).is_ok());
+    assert!(ask(&mut desk, &request(id, 4), NOW + 2).is_ok());
 }
 
 #[test]
 fn the_quote_carries_the_offers_minimum_so_the_escrow_refuses_dust() {
     let (mut desk, _, id) = desk();
-    let q = desk.quote(&request(id, 1), NOW).unwrap();
+    let q = ask(&mut desk, &request(id, 1), NOW).unwrap();
     // The fixture offer's shortest lease is 60 s.
     assert_eq!(q.quote.min_duration, U256::from(60u64));
     // It is signed: changing it changes the digest the host signed, so the signature no longer
@@ -527,22 +569,22 @@ fn the_quote_carries_the_offers_minimum_so_the_escrow_refuses_dust() {
 fn one_renter_wallet_holds_at_most_a_few_live_quotes() {
     let (mut desk, _, id) = desk();
     for _ in 0..MAX_QUOTES_PER_RENTER {
-        desk.quote(&request(id, 1), NOW).unwrap();
+        ask(&mut desk, &request(id, 1), NOW).unwrap();
     }
-    let err = desk.quote(&request(id, 1), NOW + 10).unwrap_err();
+    let err = ask(&mut desk, &request(id, 1), NOW + 10).unwrap_err();
     assert_eq!(err.code(), code::RATE_LIMITED);
-    // Retry once the first quote expires.
+    // Retry once the first hold ends.
     assert!(
         err.to_string()
-            .contains(&format!("try again in {}s", RESERVATION_SECS - 10)),
+            .contains(&format!("try again in {}s", DEFAULT_QUOTE_HOLD_SECS - 10)),
         "{err}"
     );
     // Another wallet still gets the remaining GPUs.
     let mut other = request(id, 1);
-    other.renter = Address::repeat_byte(3);
-    desk.quote(&other, NOW + 10).unwrap();
-    // Once the quotes expire the wallet is quoted again.
-    desk.quote(&request(id, 1), NOW + RESERVATION_SECS).unwrap();
+    other.renter = renter(3);
+    ask(&mut desk, &other, NOW + 10).unwrap();
+    // Once the holds end the wallet is quoted again.
+    ask(&mut desk, &request(id, 1), NOW + DEFAULT_QUOTE_HOLD_SECS).unwrap();
 }
 
 #[test]
@@ -561,4 +603,104 @@ fn a_wallet_that_keeps_cancelling_is_paused_for_the_window() {
     assert!(err.to_string().contains("try again in 3500s"), "{err}");
     // Cancellations older than the window no longer count.
     check_cancels(renter, &at_limit, NOW - 100 + CANCEL_WINDOW_SECS).unwrap();
+}
+
+#[test]
+fn only_a_fresh_request_signed_by_its_renter_for_this_host_holds_gpus() {
+    let (mut desk, _, id) = desk();
+    // Unsigned: refused, nothing held.
+    let err = desk.quote(&request(id, 4), NOW).unwrap_err();
+    assert_eq!(err.code(), code::UNAUTHORIZED, "{err}");
+    // Signed by someone else's wallet, or for another host.
+    let mut squat = signed(&desk, &request(id, 4), NOW);
+    squat.renter = renter(5);
+    assert_eq!(
+        desk.quote(&squat, NOW).unwrap_err().code(),
+        code::UNAUTHORIZED
+    );
+    let mut elsewhere = request(id, 4);
+    request_auth::sign(&mut elsewhere, &key(2), "12D3KooWOther", NOW, &desk.domain).unwrap();
+    assert_eq!(
+        desk.quote(&elsewhere, NOW).unwrap_err().code(),
+        code::UNAUTHORIZED
+    );
+    // Stale.
+    let old = signed(&desk, &request(id, 4), NOW);
+    let late = NOW + request_auth::MAX_REQUEST_AGE_SECS + 60;
+    assert_eq!(
+        desk.quote(&old, late).unwrap_err().code(),
+        code::UNAUTHORIZED
+    );
+    assert_eq!(desk.reserved(id, NOW), 0);
+
+    // A good one is quoted once; the same signed request again is refused.
+    let good = signed(&desk, &request(id, 1), NOW);
+    desk.quote(&good, NOW).unwrap();
+    let again = desk.quote(&good, NOW + 1).unwrap_err();
+    assert!(matches!(again, QuoteError::Replayed), "{again}");
+    assert_eq!(desk.reserved(id, NOW + 1), 1);
+}
+
+#[test]
+fn one_peer_holds_at_most_a_few_quotes_whatever_wallets_it_signs_with() {
+    let (mut desk, _, id) = desk();
+    let peer = "12D3KooWAskingPeer";
+    for n in 1..=u8::try_from(MAX_QUOTES_PER_PEER).unwrap() {
+        let mut r = request(id, 1);
+        r.renter = renter(n);
+        let r = signed(&desk, &r, NOW);
+        desk.quote_around(peer, &r, NOW, &HashSet::new()).unwrap();
+    }
+    let mut r = request(id, 1);
+    r.renter = renter(9);
+    let r = signed(&desk, &r, NOW);
+    let err = desk
+        .quote_around(peer, &r, NOW, &HashSet::new())
+        .unwrap_err();
+    assert_eq!(err.code(), code::RATE_LIMITED, "{err}");
+    assert!(err.to_string().contains(peer), "{err}");
+}
+
+#[test]
+fn opening_holds_until_the_quote_expires_and_release_frees_at_once() {
+    let (mut desk, _, id) = desk();
+    let (a, b) = ("12D3KooWRenterA", "12D3KooWRenterB");
+    let first = signed(&desk, &request(id, 4), NOW);
+    let q = desk.quote_around(a, &first, NOW, &HashSet::new()).unwrap();
+    let lease = escrow::lease_id(&Quote::from(q.quote), desk.domain());
+    let expiry = NOW + RESERVATION_SECS;
+
+    // Only the peer it was issued to can extend it, and only while it is held.
+    assert_eq!(desk.opening(b, lease, NOW + 1), None);
+    assert_eq!(desk.opening(a, lease, NOW + 1), Some(expiry));
+    // Held past the short hold now: another renter finds no GPU.
+    let mut other = request(id, 1);
+    other.renter = renter(3);
+    let other = signed(&desk, &other, NOW + DEFAULT_QUOTE_HOLD_SECS + 5);
+    let err = desk
+        .quote_around(
+            b,
+            &other,
+            NOW + DEFAULT_QUOTE_HOLD_SECS + 5,
+            &HashSet::new(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, QuoteError::NoCapacity { .. }), "{err}");
+
+    // Released (by its own peer only): free at once.
+    assert!(!desk.release_from(b, lease));
+    assert!(desk.release_from(a, lease));
+    assert_eq!(desk.reserved(id, NOW + DEFAULT_QUOTE_HOLD_SECS + 5), 0);
+    assert_eq!(desk.opening(a, lease, NOW + 40), None, "released is gone");
+
+    // A hold that lapsed cannot be revived.
+    let late = signed(&desk, &request(id, 1), NOW + 100);
+    let q = desk
+        .quote_around(a, &late, NOW + 100, &HashSet::new())
+        .unwrap();
+    let lease = escrow::lease_id(&Quote::from(q.quote), desk.domain());
+    assert_eq!(
+        desk.opening(a, lease, NOW + 100 + DEFAULT_QUOTE_HOLD_SECS),
+        None
+    );
 }

@@ -105,7 +105,25 @@ pub async fn start(
         poll_interval: POLL_INTERVAL,
         ..IndexerConfig::new(config.chain.escrow, config.chain.deploy_block)
     };
-    let indexer = Indexer::connect(&config.data_dir.join(DB_FILE), rpc_url, cfg).await?;
+    let url = rpc_url
+        .parse::<alloy::transports::http::reqwest::Url>()
+        .map_err(|e| IndexerError::BadUrl {
+            url: rpc_url.to_owned(),
+            why: e.to_string(),
+        })?;
+    // Every request bounded, like the engine's: a frozen RPC fails calls, which are retried.
+    let provider = crate::chain::tx::read_provider(url);
+    let db = config.data_dir.join(DB_FILE);
+    // Owner-only like node.db, whatever existed (the reliability store sets its own 5 s busy
+    // timeout); a failure here is only worth a warning, the data is public chain history.
+    let private = || {
+        if let Err(e) = crate::store::make_private(&db) {
+            tracing::warn!(target: "reliability", path = %db.display(), error = %e, "cannot make the reliability index owner-only");
+        }
+    };
+    private();
+    let indexer = Indexer::open(&db, provider, cfg).await?;
+    private();
     let (tx, rx) = watch::channel(IndexProgress::default());
     let index = ScoreIndex::new(indexer.reader(), rx, host);
     // Nodes started together should not retry in step.

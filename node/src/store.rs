@@ -5,6 +5,14 @@
 //! built at run time (no compile-time checking against a live database). Offers are stored as
 //! the signed bytes that arrived and verified again when loaded: the database is a cache, never
 //! a source of trust.
+//!
+//! The file is shared: the lease repository ([`crate::lease::record::open_pool`]) opens its own
+//! pool on it. Every connection waits up to [`BUSY_TIMEOUT`] for another's write lock, and a
+//! transaction that reads before it writes begins `IMMEDIATE` (takes the write lock first): a
+//! deferred one that has read cannot wait for the lock, and SQLite fails it at once with
+//! "database is locked" when another connection writes meanwhile. The database, its WAL and
+//! the data directory are owner-only ([`crate::secret_file::private_database`]): they hold
+//! renters' `--env` values and SSH keys.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,6 +25,22 @@ use sqlx::{Row, SqliteConnection};
 
 /// `PRAGMA application_id` of a GPUFlow node database ("GPUF"), set by the first migration.
 pub const APPLICATION_ID: i64 = 0x4750_5546;
+
+/// How long a connection to `node.db` waits for another connection's write lock before it
+/// fails with "database is locked". Every pool on the file uses it.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The statement that begins a transaction which reads before it writes (see the module docs).
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Makes the database at `path` and its directory owner-only before and after it is opened
+/// ([`crate::secret_file::private_database`]), warning when the directory stays reachable.
+pub(crate) fn make_private(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = crate::secret_file::private_database(path)? {
+        tracing::warn!(target: "store", dir = %dir.display(), "the database's directory is shared with other users (sticky, or not this user's); the database files are owner-only, but move the data directory to a private place");
+    }
+    Ok(())
+}
 
 /// A change to the persisted offer book.
 #[derive(Debug, Clone)]
@@ -115,17 +139,19 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, checks it is ours, and applies the
     /// migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+        let private = || {
+            make_private(path).map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 source: sqlx::Error::Io(e),
-            })?;
-        }
+            })
+        };
+        // The directory and the files owner-only before SQLite creates anything in it.
+        private()?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         // Check the file on one connection before the pool touches it: a foreign SQLite file
         // must not be migrated into.
         {
@@ -148,6 +174,8 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
+        // And the WAL and shared-memory files opening created.
+        private()?;
         Ok(Self {
             pool,
             path: path.to_owned(),
@@ -194,7 +222,11 @@ impl Store {
                 }
             }
         }
-        let mut tx = self.pool.begin().await.map_err(self.err())?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(self.err())?;
         for id in dead {
             sqlx::query("DELETE FROM offers WHERE id = ?")
                 .bind(id)
@@ -208,7 +240,11 @@ impl Store {
 
     /// Applies `changes` in one transaction, in order.
     pub async fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err())?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(self.err())?;
         for c in changes {
             match c {
                 Change::Put(v) => {
@@ -276,7 +312,11 @@ impl Store {
     /// The number is above every one used before and at least `now` (unix seconds), so it keeps
     /// rising even if the database is lost while the identity key survives.
     pub async fn next_seq(&self, name: &str, id: OfferId, now: u64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.err())?;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(self.err())?;
         let last: Option<i64> = sqlx::query_scalar("SELECT seq FROM own_offers WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)

@@ -6,7 +6,7 @@
 //! 10 000): `VmRSS` from /proc/self/status.
 //!
 //! `cargo bench -p gpuflow-p2p --bench propagation -- [--nodes 50] [--offers 100]
-//! [--interval-ms 50] [--settle-secs 10] [--max-conns 128] [--heartbeat-ms 700]
+//! [--interval-ms 50] [--settle-secs 10] [--max-conns 1024] [--heartbeat-ms 700]
 //! [--book 10000]`
 //!
 //! With the default connection limit the Kademlia bootstrap leaves every node connected to
@@ -55,7 +55,7 @@ fn args() -> Args {
             "--interval-ms" => a.interval = Duration::from_millis(val().unwrap_or(50)),
             "--book" => a.book = val().unwrap_or(10_000) as usize,
             "--heartbeat-ms" => a.heartbeat = Duration::from_millis(val().unwrap_or(700)),
-            "--max-conns" => a.max_conns = val().unwrap_or(128) as u32,
+            "--max-conns" => a.max_conns = val().unwrap_or(1024) as u32,
             "--settle-secs" => a.settle = Duration::from_secs(val().unwrap_or(10)),
             _ => {
                 i += 1; // `--bench` and other cargo flags
@@ -118,6 +118,10 @@ async fn spawn_node(
         limits: Limits {
             max_connections,
             gossip_heartbeat: heartbeat,
+            // Every node of this network is on 127.0.0.1: the per-address caps (there to stop
+            // one address filling a node's slots) would cap the graph instead.
+            max_connections_per_ip: u32::MAX,
+            max_pending_incoming_per_ip: u32::MAX,
             ..Limits::default()
         },
     };

@@ -1,19 +1,22 @@
 //! The composed network behaviour and the swarm built around it.
 //!
-//! Protocols: connection limits, identify, ping, Kademlia (peer discovery), gossipsub (offers)
-//! and request-response `/gpuflow/book/1` (paged book sync) and `/gpuflow/lease/1` (quotes).
+//! Protocols: connection limits (per address, per peer, in total), identify, ping, Kademlia
+//! (peer discovery), gossipsub (offers) and request-response `/gpuflow/book/1` (paged book sync)
+//! and `/gpuflow/lease/1` (quotes).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use gpuflow_protocol::wire::{BOOK_PROTOCOL, LEASE_PROTOCOL, OFFERS_TOPIC};
+use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, PeerScoreParams, PeerScoreThresholds, TopicScoreParams};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, noise, ping, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, Transport, connection_limits, identify, kad, noise, ping,
+    tcp, yamux,
 };
 
 use sha2::{Digest, Sha256};
@@ -21,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::codec::{BookCodec, LeaseCodec};
 use crate::config::{Limits, P2pConfig};
 use crate::error::P2pError;
+use crate::ip_limits;
 
 /// Identify protocol version: peers on another network id are still identified but never
 /// added to our Kademlia table (they do not speak [`KAD_PROTOCOL`]).
@@ -29,8 +33,12 @@ const IDENTIFY_PROTOCOL: &str = "/gpuflow/id/1";
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gpuflow/kad/1");
 
 /// Every protocol a GPUFlow node speaks.
+///
+/// The two limit behaviours come first, so a refused connection reaches no protocol; the
+/// per-address one before the totals, so one address over its cap never takes a global slot.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) ip_limits: ip_limits::Behaviour,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -57,6 +65,10 @@ impl Behaviour {
         let limits = &config.limits;
         let peer_id = key.public().to_peer_id();
 
+        // Totals and per peer; the per-address caps are `ip_limits`. A connection over the
+        // pending cap is closed at accept, before a byte is read, and each pending one is held
+        // at most `inbound_handshake_timeout`; one over an established cap is closed right after
+        // its handshake.
         let conn_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
@@ -100,6 +112,10 @@ impl Behaviour {
         );
 
         Ok(Self {
+            ip_limits: ip_limits::Behaviour::new(
+                limits.max_pending_incoming_per_ip,
+                limits.max_connections_per_ip,
+            ),
             limits: connection_limits::Behaviour::new(conn_limits),
             identify,
             ping: ping::Behaviour::default(),
@@ -181,21 +197,33 @@ fn peer_score_params(topic: &gossipsub::TopicHash) -> PeerScoreParams {
     params
 }
 
-/// Builds the swarm: TCP (noise + yamux) and QUIC, the behaviour above, idle timeout.
+/// Builds the swarm: QUIC and TCP (noise + yamux), the behaviour above, idle timeout.
+///
+/// Timeouts from accept or dial to a usable connection: inbound TCP
+/// [`Limits::inbound_handshake_timeout`] (the socket is then closed and its pending slot
+/// freed), QUIC its 5 s handshake timeout both ways, and every dial the builder's 10 s.
 pub(crate) fn build_swarm(config: &P2pConfig) -> Result<Swarm<Behaviour>, P2pError> {
     let behaviour = Behaviour::new(&config.keypair, config)?;
+    let inbound_timeout = config.limits.inbound_handshake_timeout;
+    // The TCP stack `SwarmBuilder::with_tcp` builds, plus the inbound timeout it has no knob for.
+    let tcp_transport =
+        move |key: &Keypair| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(
+                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .inbound_timeout(inbound_timeout),
+            )
+        };
     let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_quic()
+        .with_other_transport(tcp_transport)
         .map_err(|e| P2pError::Setup {
             what: "TCP transport",
             source: e.into(),
         })?
-        .with_quic()
         .with_behaviour(move |_| behaviour)
         .unwrap_or_else(|never| match never {})
         .with_swarm_config(|c| {

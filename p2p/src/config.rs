@@ -67,12 +67,26 @@ pub fn loopback_quic() -> Multiaddr {
 /// happens at each bound is said on its field.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Established connections in total; more are refused by `connection_limits`.
+    /// Established connections in total, inbound and outbound; a connection over it is closed
+    /// as soon as its handshake completes (`connection_limits`).
     pub max_connections: u32,
-    /// Established connections to one peer; more are refused.
+    /// Established connections to one peer; more are closed after the handshake.
     pub max_connections_per_peer: u32,
-    /// Incoming connections still in their handshake; more are refused.
+    /// Inbound connections from one IPv4 address or IPv6 /64, in their handshake and
+    /// established together; a new connection from an address at the cap is closed at accept,
+    /// before any handshake. Outbound connections, which this node chose to open, do not count.
+    pub max_connections_per_ip: u32,
+    /// Incoming connections still in their handshake, in total; more are closed at accept,
+    /// before any byte is read. Each is held at most [`Self::inbound_handshake_timeout`].
     pub max_pending_incoming: u32,
+    /// Of those, how many may come from one IPv4 address or IPv6 /64; more from that address
+    /// are closed at accept, so one address cannot fill [`Self::max_pending_incoming`].
+    pub max_pending_incoming_per_ip: u32,
+    /// How long an inbound TCP connection may take from accept to an authenticated,
+    /// multiplexed connection (multistream-select, noise, yamux); then it is closed and its
+    /// pending slot freed. QUIC has its own handshake timeout (5 s). Dials keep the longer
+    /// outbound timeout (10 s).
+    pub inbound_handshake_timeout: Duration,
     /// Peers found through Kademlia are dialled until this many are connected.
     pub target_peers: usize,
     /// `Client` commands waiting for the event loop; callers wait (`send().await`) when full.
@@ -130,9 +144,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 128,
+            max_connections: 1024,
             max_connections_per_peer: 2,
-            max_pending_incoming: 32,
+            max_connections_per_ip: 16,
+            max_pending_incoming: 256,
+            max_pending_incoming_per_ip: 8,
+            inbound_handshake_timeout: Duration::from_secs(4),
             target_peers: 8,
             command_capacity: 64,
             event_capacity: 1024,

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - [`new`] builds the swarm (TCP + QUIC, noise, yamux; identify, ping, Kademlia, gossipsub,
-//!   request-response `/gpuflow/book/1`, connection limits) and returns the [`Client`] handle,
+//!   request-response `/gpuflow/book/1`, connection limits per source address, per peer and in
+//!   total, a short inbound handshake timeout) and returns the [`Client`] handle,
 //!   the [`EventLoop`] worker and the [`Event`] receiver. Spawn `event_loop.run(token)`.
 //! - Gossip on `gpuflow/offers/1` is validated by hand before anything is stored or forwarded:
 //!   size limit, decode, signature and fields ([`SignedOffer::verify`]), sequence newer than
@@ -36,6 +37,7 @@ mod error;
 mod event;
 mod event_loop;
 mod fetch;
+mod ip_limits;
 mod rate;
 mod store;
 

@@ -16,6 +16,8 @@
 //!   [`book`] is checked against.
 //! - [`templates`]: the built-in workload templates (pytorch, jupyter, vllm, ollama) that offers
 //!   list and quotes expand into an image, ports and a command.
+//! - [`request_auth`]: the renter wallet's EIP-712 signature on a quote request, bound to one
+//!   host and a fresh time, which hosts require before they hold any GPU.
 //! - [`receipt`]: renter-signed EIP-712 receipts of service (was the workload reachable?),
 //!   which hosts publish with their offers and scores count against the chain's renter.
 //! - [`money`]: token amounts are integers in base units everywhere; this module is the only
@@ -32,5 +34,6 @@ pub mod money;
 pub mod offer;
 pub mod query;
 pub mod receipt;
+pub mod request_auth;
 pub mod templates;
 pub mod wire;

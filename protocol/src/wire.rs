@@ -15,11 +15,12 @@ use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 mod lease;
+pub mod rules;
 
 pub use lease::{
     LeaseRequest, LeaseResponse, LeaseStatus, MAX_ERROR_MESSAGE_BYTES, MAX_IMAGE_BYTES,
     MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_REQUEST_ENV, MAX_REQUEST_PORTS,
-    MAX_SSH_KEY_BYTES, PortMap, QuoteRequest, QuoteTerms, SignedQuote, code,
+    MAX_SSH_KEY_BYTES, PortMap, QuoteRequest, QuoteTerms, RequestAuth, SignedQuote, code,
 };
 
 use crate::offer::{

@@ -8,15 +8,19 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::Eip712Domain;
 use gpuflow_p2p::{Keypair, P2pConfig, P2pError};
 use gpuflow_protocol::book::OfferBook;
+use gpuflow_protocol::escrow;
+use gpuflow_protocol::request_auth;
 use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, LeaseStatus, QuoteRequest, SignedQuote};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::chain::{RENTER, TestChain};
 use crate::cli::SSH_KEY;
 use crate::host::HostNode;
-use crate::poll::poll;
+use crate::poll::{poll, unix_now};
 
 /// Tries of one request in [`Renter::ask`].
 const ASK_TRIES: u32 = 10;
@@ -34,6 +38,9 @@ pub struct Renter {
     p2p: gpuflow_p2p::Client,
     /// The renter's wallet.
     pub wallet: Address,
+    signer: PrivateKeySigner,
+    /// The escrow's EIP-712 domain (quote requests are signed under it).
+    domain: Eip712Domain,
     _stop: DropGuard,
 }
 
@@ -50,6 +57,8 @@ impl Renter {
         Self {
             p2p,
             wallet: chain.signer(RENTER).address(),
+            signer: chain.signer(RENTER),
+            domain: escrow::domain(chain.chain_id(), chain.escrow),
             _stop: stop.drop_guard(),
         }
     }
@@ -83,7 +92,33 @@ impl Renter {
         }
     }
 
-    /// A request for one GPU of `host`'s RTX 4090 offer for an hour, for this renter.
+    /// `req` signed for `host` now by `signer` (a wallet other than the renter's makes a request
+    /// the host must refuse, unless `req.renter` is that wallet).
+    pub fn signed_by(
+        &self,
+        host: &HostNode,
+        req: &QuoteRequest,
+        signer: &PrivateKeySigner,
+    ) -> QuoteRequest {
+        let mut req = req.clone();
+        request_auth::sign(
+            &mut req,
+            signer,
+            &host.peer.to_string(),
+            unix_now(),
+            &self.domain,
+        )
+        .expect("signing the quote request");
+        req
+    }
+
+    /// `req` signed for `host` by this renter's wallet, now.
+    pub fn signed(&self, host: &HostNode, req: &QuoteRequest) -> QuoteRequest {
+        self.signed_by(host, req, &self.signer)
+    }
+
+    /// A request for one GPU of `host`'s RTX 4090 offer for an hour, for this renter (unsigned:
+    /// see [`Renter::signed`]).
     pub fn quote_request(&self, host: &HostNode) -> QuoteRequest {
         QuoteRequest {
             offer_id: host.offer_id(),
@@ -94,13 +129,28 @@ impl Renter {
             gpus: 1,
             env: Default::default(),
             ports: Vec::new(),
+            auth: Default::default(),
         }
     }
 
-    /// Asks `host` for a quote ([`Renter::quote_request`]); returns whatever it answers.
+    /// Asks `host` for a quote ([`Renter::quote_request`], signed); returns whatever it
+    /// answers. Each try is signed anew (a host accepts a signed request once).
     pub async fn quote(&self, host: &HostNode) -> LeaseResponse {
-        self.ask(host, LeaseRequest::Quote(self.quote_request(host)))
-            .await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let req = LeaseRequest::Quote(self.signed(host, &self.quote_request(host)));
+            match self.try_ask(host, req).await {
+                Ok(resp) => return resp,
+                Err(e) if tries >= ASK_TRIES => {
+                    panic!(
+                        "quote request failed {tries} times: {e}; host log:\n{}",
+                        host.log()
+                    )
+                }
+                Err(_) => tokio::time::sleep(ASK_PAUSE).await,
+            }
+        }
     }
 
     /// A signed quote from `host`, or the test fails with what the host said.

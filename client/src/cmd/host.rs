@@ -147,8 +147,13 @@ pub(crate) async fn load_scores(
         Ok(d) => d.join("reliability.db"),
         Err(e) => return unavailable(format!("{e:#}")),
     };
+    // Every request bounded (GPUFLOW_RPC_TIMEOUT_SECS), so a frozen RPC costs one timeout.
+    let provider = match crate::chain::read_provider(&rpc) {
+        Ok(p) => p,
+        Err(e) => return unavailable(format!("{e:#}")),
+    };
     let mut indexer =
-        match Indexer::connect(&db, &rpc, IndexerConfig::new(escrow, deploy_block)).await {
+        match Indexer::open(&db, provider, IndexerConfig::new(escrow, deploy_block)).await {
             Ok(ix) => ix,
             Err(e) => return unavailable(e.to_string()),
         };

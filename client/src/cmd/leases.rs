@@ -197,7 +197,10 @@ struct View {
 #[derive(Debug, Serialize)]
 struct Closed {
     closed_by: String,
-    reason: u8,
+    /// The `LeaseClosed` reason's name (`renter_closed`, …).
+    reason: &'static str,
+    /// Its number in the contract.
+    reason_code: u8,
     host_amount: Amount,
     fee: Amount,
     refund: Amount,
@@ -215,7 +218,8 @@ async fn view(chain: &Chain, session: Option<&Session>, rec: &LeaseRecord) -> an
     let closed = if c.status == status::CLOSED {
         closed_event(chain, rec).await?.map(|e| Closed {
             closed_by: e.closedBy.to_string(),
-            reason: e.reason,
+            reason: crate::chain::reason_name(e.reason),
+            reason_code: e.reason,
             host_amount: Amount::from_u256(e.hostAmount, d),
             fee: Amount::from_u256(e.fee, d),
             refund: Amount::from_u256(e.refund, d),

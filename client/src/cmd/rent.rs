@@ -5,21 +5,26 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use anyhow::{Context, anyhow};
 use gpuflow_p2p::PeerId;
 use gpuflow_protocol::book::OfferBook;
-use gpuflow_protocol::escrow;
+use gpuflow_protocol::escrow::{self, Quote};
 use gpuflow_protocol::money::format_units;
 use gpuflow_protocol::offer::{OfferId, VerifiedOffer};
 use gpuflow_protocol::query::{EvalCtx, Query, SortSpec};
-use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, QuoteRequest, SignedQuote, code};
+use gpuflow_protocol::request_auth;
+use gpuflow_protocol::wire::{
+    LeaseRequest, LeaseResponse, MAX_LEASE_REQUEST_BYTES, MAX_SSH_KEY_BYTES, QuoteRequest,
+    SignedQuote, code, rules,
+};
 use gpuflow_reliability::rank::{Candidate, rank_for_rent};
 
 use super::host::{SCORES_TIMEOUT_SECS, ScoreArgs, Scores, load_scores};
-use super::rent_check::{Cost, Expect, hours_to_secs, verify_quote};
+use super::rent_check::{self, Cost, Expect, hours_to_secs, verify_quote};
 use super::rent_pay::{self, Authorization, Funding};
 use crate::chain::Chain;
 use crate::hostwait::{self, Reached};
@@ -28,6 +33,49 @@ use crate::steps::Steps;
 use crate::store::{LeaseRecord, LeaseStore};
 use crate::wallet::{self, WalletArgs};
 use crate::{Failure, home};
+
+/// The host a quote came from, for the messages about that quote's hold.
+struct HostLink<'a> {
+    session: &'a Session,
+    peer: PeerId,
+    addr: Option<gpuflow_p2p::Multiaddr>,
+}
+
+impl HostLink<'_> {
+    /// Tells the host the renter is opening `lease` now, so it holds the GPUs until the quote
+    /// expires. A host that no longer holds them (its short hold lapsed) fails the rent before
+    /// anything is paid.
+    async fn opening(&self, lease: alloy::primitives::B256) -> anyhow::Result<()> {
+        let req = LeaseRequest::Opening { lease_id: lease };
+        match self
+            .session
+            .ask(self.peer, self.addr.clone(), req, QUOTE_TIMEOUT)
+            .await?
+        {
+            LeaseResponse::Ack => Ok(()),
+            LeaseResponse::Error { code, message } if code == code::NO_HOLD => Err(anyhow!(
+                "the host no longer holds the GPUs for this quote ({message}); nothing was \
+                 spent: run the command again"
+            )),
+            // A host from before holds existed holds quotes until they expire anyway.
+            LeaseResponse::Error { .. } => Ok(()),
+            other => Err(anyhow!("the host answered {other:?} to `opening`")),
+        }
+    }
+
+    /// Asks the host to free the quote's GPUs (best effort: the hold ends by itself soon).
+    async fn release(&self, lease: alloy::primitives::B256) {
+        let req = LeaseRequest::Release { lease_id: lease };
+        match self
+            .session
+            .ask(self.peer, self.addr.clone(), req, QUOTE_TIMEOUT)
+            .await
+        {
+            Ok(LeaseResponse::Ack) => tracing::debug!(%lease, "quote released"),
+            other => tracing::debug!(?other, "quote not released; its hold ends by itself"),
+        }
+    }
+}
 
 /// How long the host may take to answer the quote request.
 const QUOTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -114,6 +162,8 @@ fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
             return Err(Failure::Usage(anyhow!("--env {k} given twice")));
         }
     }
+    // The host's own rules, checked here so a bad value is a usage error and nothing is sent.
+    rules::check_env(&out).map_err(|why| Failure::Usage(anyhow!("--env: {why}")))?;
     Ok(out)
 }
 
@@ -130,11 +180,34 @@ fn read_ssh_key(flag: Option<&Path>) -> Result<String, Failure> {
         }
     };
     for c in &candidates {
+        // Only a small regular file is read: a FIFO or a device would block `rent`.
+        let Ok(meta) = std::fs::metadata(c) else {
+            continue;
+        };
+        let cap = u64::try_from(4 * MAX_SSH_KEY_BYTES).unwrap_or(u64::MAX);
+        if !meta.is_file() || meta.len() > cap {
+            return Err(Failure::Usage(anyhow!(
+                "{} is not an SSH public key file (not a regular file, or over {cap} bytes)",
+                c.display()
+            )));
+        }
         if let Ok(text) = std::fs::read_to_string(c) {
+            if text.contains("PRIVATE KEY") {
+                return Err(Failure::Usage(anyhow!(
+                    "{} is a private key; pass the .pub file next to it",
+                    c.display()
+                )));
+            }
             let key = text.lines().next().unwrap_or_default().trim().to_owned();
             if key.is_empty() {
                 return Err(Failure::Usage(anyhow!("{} is empty", c.display())));
             }
+            rules::check_ssh_key(&key).map_err(|why| {
+                Failure::Usage(anyhow!(
+                    "{} is not an OpenSSH public key ({why}); pass e.g. ~/.ssh/id_ed25519.pub",
+                    c.display()
+                ))
+            })?;
             return Ok(key);
         }
     }
@@ -299,6 +372,7 @@ impl RentArgs {
         // Everything the user typed is checked before any network or wallet access.
         let secs = hours_to_secs(self.hours).map_err(|e| usage(anyhow!(e)))?;
         let env_map = parse_env(&self.env)?;
+        rules::check_ports(&self.ports).map_err(|why| usage(anyhow!("--port: {why}")))?;
         let query = self
             .query
             .as_deref()
@@ -384,41 +458,13 @@ impl RentArgs {
             }
         };
 
-        steps.step("asking the host for a quote");
-        let host_peer: PeerId = o
-            .host
-            .parse()
-            .map_err(|e| runtime(anyhow!("the offer's host id {}: {e}", o.host)))?;
-        let host_addr = session.addr_of(host_peer, None);
-        let request = LeaseRequest::Quote(QuoteRequest {
-            offer_id: offer.id,
-            renter: me,
-            // The quote's maxDuration caps the deposit including top-ups: ask for the offer's
-            // longest, so `gpuflow extend` can add time; only `--hours` is paid now.
-            duration_secs: o.max_duration_secs,
-            image_or_template,
-            ssh_public_key: ssh_key.clone(),
-            gpus,
-            env: env_map,
-            ports: self.ports.clone(),
-        });
-        let escrow_c = chain.escrow(o.escrow);
-        let (answer, facts) = tokio::join!(
-            session.ask(host_peer, host_addr.clone(), request, QUOTE_TIMEOUT),
-            rent_pay::escrow_facts(&chain, o.escrow, o.token)
-        );
-        let facts = facts.map_err(runtime)?;
-        let signed: SignedQuote = match answer.map_err(|e| runtime(e.into()))? {
-            LeaseResponse::Quote(q) => q,
-            LeaseResponse::Error { code, message } => {
-                return Err(refused(&code, &message, offer.id));
-            }
-            other => {
-                return Err(runtime(anyhow!(
-                    "the host answered {other:?} to a quote request"
-                )));
-            }
-        };
+        // Everything that can be checked without the host comes first, so a renter who cannot
+        // or will not pay never makes the host hold a GPU: the price is the offer's (the quote
+        // must match it), the balances are read, the cost confirmed.
+        steps.step("checking balances");
+        let facts = rent_pay::escrow_facts(&chain, o.escrow, o.token)
+            .await
+            .map_err(runtime)?;
         if facts.token != o.token {
             return Err(runtime(anyhow!(
                 "the escrow {} takes token {}, but the offer names {}; the offer is \
@@ -428,29 +474,11 @@ impl RentArgs {
                 o.token
             )));
         }
-
-        steps.step("checking the quote");
-        let quote = verify_quote(
-            &signed,
-            &Expect {
-                host_wallet: o.wallet,
-                renter: me,
-                price_per_gpu_hour: o.price_per_gpu_hour,
-                gpus,
-                max_duration: o.max_duration_secs,
-                paid_secs: secs,
-                chain_id: o.chain_id,
-                escrow: o.escrow,
-                ssh_public_key: ssh_key,
-                // The chain's clock decides `open`; a renter's clock running late must not let
-                // an expired quote through.
-                now: net::unix_now().max(facts.block_time),
-            },
-        )
-        .map_err(|e| runtime(e.into()))?;
-        let cost = Cost::new(quote.pricePerSecond, secs, facts.fee_bps);
-
-        steps.step("checking balances");
+        let cost = Cost::new(
+            rent_check::price_per_second(o.price_per_gpu_hour, gpus),
+            secs,
+            facts.fee_bps,
+        );
         let funding = Funding {
             chain: &chain,
             token: o.token,
@@ -463,7 +491,6 @@ impl RentArgs {
             .await
             .map_err(runtime)?;
         let _ = steps.finish();
-
         eprintln!(
             "Renting offer {} ({} × {}, host {}):\n{}",
             offer.id,
@@ -477,47 +504,152 @@ impl RentArgs {
         }
 
         let mut steps = Steps::new(self.timings);
+        steps.step("asking the host for a quote");
+        let host_peer: PeerId = o
+            .host
+            .parse()
+            .map_err(|e| runtime(anyhow!("the offer's host id {}: {e}", o.host)))?;
+        let host_addr = session.addr_of(host_peer, None);
         let domain = escrow::domain(o.chain_id, o.escrow);
-        let lease_id = escrow::lease_id(&quote, &domain);
-        let mut rec = LeaseRecord {
-            lease_id,
-            chain_id: o.chain_id,
-            escrow: o.escrow,
-            token: o.token,
-            token_decimals: o.token_decimals,
-            offer_id: offer.id.to_string(),
-            host_peer: o.host.clone(),
-            host_addr: host_addr.as_ref().map(ToString::to_string),
-            gpu_name: o.gpu.model.clone(),
-            gpus,
+        let mut request = QuoteRequest {
+            offer_id: offer.id,
             renter: me,
-            quote: signed.quote.clone(),
-            signature: signed.signature.clone(),
-            spec: signed.spec.clone(),
-            deposit: cost.deposit,
-            created_at: net::unix_now(),
-            open_tx: None,
+            // The quote's maxDuration caps the deposit including top-ups: ask for the offer's
+            // longest, so `gpuflow extend` can add time; only `--hours` is paid now.
+            duration_secs: o.max_duration_secs,
+            image_or_template,
+            ssh_public_key: ssh_key.clone(),
+            gpus,
+            env: env_map,
+            ports: self.ports.clone(),
+            auth: Default::default(),
         };
-        // Saved before anything is sent: every later call on the lease needs the quote.
-        store.save(&rec).map_err(runtime)?;
-
-        steps.step("authorizing the deposit (permit, or approve)");
-        let auth = funding
-            .authorize(cost.deposit, facts.block_time)
-            .await
+        let signer = chain
+            .signer
+            .as_ref()
+            .context("no signing wallet")
             .map_err(runtime)?;
-        steps.step("opening the lease");
-        let sig = signed.signature.clone();
-        let open = match &auth {
-            Authorization::Allowance => escrow_c
-                .open(quote.clone(), sig, cost.deposit)
-                .into_transaction_request(),
-            Authorization::Permit(p) => escrow_c
-                .openWithPermit(quote.clone(), sig, cost.deposit, p.deadline, p.v, p.r, p.s)
-                .into_transaction_request(),
+        request_auth::sign(&mut request, signer, &o.host, net::unix_now(), &domain)
+            .context("signing the quote request")
+            .map_err(runtime)?;
+        let request = LeaseRequest::Quote(request);
+        let size = request.encode().len();
+        if size > MAX_LEASE_REQUEST_BYTES {
+            return Err(usage(anyhow!(
+                "the quote request is {size} bytes, over the {MAX_LEASE_REQUEST_BYTES}-byte limit \
+                 of /gpuflow/lease/1 (--env values and the SSH key count); nothing was sent"
+            )));
+        }
+        let answer = session
+            .ask(host_peer, host_addr.clone(), request, QUOTE_TIMEOUT)
+            .await;
+        let signed: SignedQuote = match answer.map_err(|e| runtime(e.into()))? {
+            LeaseResponse::Quote(q) => q,
+            LeaseResponse::Error { code, message } => {
+                return Err(refused(&code, &message, offer.id));
+            }
+            other => {
+                return Err(runtime(anyhow!(
+                    "the host answered {other:?} to a quote request"
+                )));
+            }
         };
-        let receipt = chain.send(open, "open").await.map_err(runtime)?;
-        rec.open_tx = Some(receipt.transaction_hash);
+        let host = HostLink {
+            session: &session,
+            peer: host_peer,
+            addr: host_addr.clone(),
+        };
+        let lease_id = escrow::lease_id(&Quote::from(signed.quote.clone()), &domain);
+        let sending = AtomicBool::new(false);
+
+        // From here the host holds GPUs for us: whatever stops `rent` before `open` (a bad
+        // quote, an error, Ctrl-C) releases them.
+        let opened = tokio::select! {
+            r = async {
+                steps.step("checking the quote");
+                let quote = verify_quote(
+                    &signed,
+                    &Expect {
+                        host_wallet: o.wallet,
+                        renter: me,
+                        price_per_gpu_hour: o.price_per_gpu_hour,
+                        gpus,
+                        max_duration: o.max_duration_secs,
+                        paid_secs: secs,
+                        chain_id: o.chain_id,
+                        escrow: o.escrow,
+                        ssh_public_key: ssh_key,
+                        // The chain's clock decides `open`; a renter's clock running late must
+                        // not let an expired quote through.
+                        now: net::unix_now().max(facts.block_time),
+                    },
+                )
+                .map_err(|e| runtime(e.into()))?;
+                steps.step("telling the host we are opening");
+                host.opening(lease_id).await.map_err(runtime)?;
+                let mut rec = LeaseRecord {
+                    lease_id,
+                    chain_id: o.chain_id,
+                    escrow: o.escrow,
+                    token: o.token,
+                    token_decimals: o.token_decimals,
+                    offer_id: offer.id.to_string(),
+                    host_peer: o.host.clone(),
+                    host_addr: host_addr.as_ref().map(ToString::to_string),
+                    gpu_name: o.gpu.model.clone(),
+                    gpus,
+                    renter: me,
+                    quote: signed.quote.clone(),
+                    signature: signed.signature.clone(),
+                    spec: signed.spec.clone(),
+                    deposit: cost.deposit,
+                    created_at: net::unix_now(),
+                    open_tx: None,
+                };
+                // Saved before anything is sent: every later call on the lease needs the quote.
+                store.save(&rec).map_err(runtime)?;
+
+                steps.step("authorizing the deposit (permit, or approve)");
+                let auth = funding
+                    .authorize(cost.deposit, facts.block_time)
+                    .await
+                    .map_err(runtime)?;
+                steps.step("opening the lease");
+                let sig = signed.signature.clone();
+                let escrow_c = chain.escrow(o.escrow);
+                let open = match &auth {
+                    Authorization::Allowance => escrow_c
+                        .open(quote.clone(), sig, cost.deposit)
+                        .into_transaction_request(),
+                    Authorization::Permit(p) => escrow_c
+                        .openWithPermit(quote.clone(), sig, cost.deposit, p.deadline, p.v, p.r, p.s)
+                        .into_transaction_request(),
+                };
+                // Past this point the transaction may be on its way: Ctrl-C no longer
+                // releases anything (the lease may open), it only stops waiting.
+                sending.store(true, Ordering::SeqCst);
+                let receipt = chain.send(open, "open").await.map_err(runtime)?;
+                rec.open_tx = Some(receipt.transaction_hash);
+                Ok::<_, Failure>((rec, auth, receipt))
+            } => r,
+            _ = tokio::signal::ctrl_c() => Err(Failure::Runtime(anyhow!(
+                "interrupted{}",
+                if sending.load(Ordering::SeqCst) {
+                    "; the open transaction may have been sent: check `gpuflow leases`"
+                } else {
+                    " before paying; nothing was spent"
+                }
+            ))),
+        };
+        let (rec, auth, receipt) = match opened {
+            Ok(done) => done,
+            Err(e) => {
+                if !sending.load(Ordering::SeqCst) {
+                    host.release(lease_id).await;
+                }
+                return Err(e);
+            }
+        };
         store
             .save(&rec)
             .with_context(|| format!("lease {lease_id} is open, but its record was not updated"))
@@ -610,4 +742,48 @@ fn print_result(
         cost.seconds
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_message(r: Result<impl std::fmt::Debug, Failure>) -> String {
+        match r {
+            Err(Failure::Usage(e)) => e.to_string(),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_env_values_are_usage_errors_before_anything_is_sent() {
+        parse_env(&["HF_TOKEN=abc".into()]).unwrap();
+        assert!(usage_message(parse_env(&["1A=b".into()])).contains("not starting with a digit"));
+        assert!(usage_message(parse_env(&["PORT=1".into()])).contains("set by the host"));
+        assert!(usage_message(parse_env(&["A".into()])).contains("NAME=VALUE"));
+        assert!(usage_message(parse_env(&["A=1".into(), "A=2".into()])).contains("twice"));
+    }
+
+    #[test]
+    fn ssh_key_files_are_checked_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("id.pub");
+        std::fs::write(
+            &good,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl r@x\n",
+        )
+        .unwrap();
+        assert!(
+            read_ssh_key(Some(&good))
+                .unwrap()
+                .starts_with("ssh-ed25519 ")
+        );
+        let private = dir.path().join("id");
+        std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n").unwrap();
+        assert!(usage_message(read_ssh_key(Some(&private))).contains("private key"));
+        let junk = dir.path().join("junk.pub");
+        std::fs::write(&junk, "hello world\n").unwrap();
+        assert!(usage_message(read_ssh_key(Some(&junk))).contains("not an OpenSSH public key"));
+        assert!(usage_message(read_ssh_key(Some(dir.path()))).contains("not a regular file"));
+    }
 }

@@ -181,11 +181,20 @@ impl Cost {
     }
 }
 
-/// Seconds from `--hours` (decimal hours allowed, e.g. 0.5), at least one.
+/// Seconds from `--hours` (decimal hours allowed, e.g. 0.5), at least one, at most a year.
 pub(crate) fn hours_to_secs(hours: f64) -> Result<u64, String> {
-    if !hours.is_finite() || hours <= 0.0 || hours > 24.0 * 365.0 {
+    /// The longest `--hours` (a year): more is a typo, and a lease that long needs no more.
+    const MAX_HOURS: f64 = 24.0 * 365.0;
+    if hours.is_finite() && hours > MAX_HOURS {
         return Err(format!(
-            "--hours {hours}: give a positive number of hours (e.g. 1 or 0.5)"
+            "--hours {hours}: at most {MAX_HOURS} hours (1 year) at a time; `gpuflow extend` \
+             adds more later"
+        ));
+    }
+    if !hours.is_finite() || hours <= 0.0 {
+        return Err(format!(
+            "--hours {hours}: give a positive number of hours (e.g. 1 or 0.5), at most \
+             {MAX_HOURS} (1 year)"
         ));
     }
     // Bounded above, so the cast cannot truncate; rounding to the second is intended.
@@ -303,5 +312,20 @@ mod tests {
         assert_eq!(hours_to_secs(0.5), Ok(1800));
         assert!(hours_to_secs(0.0).is_err());
         assert!(hours_to_secs(f64::NAN).is_err());
+    }
+
+    /// D11: `--hours 100000` said "give a positive number of hours"; the limit is a year.
+    #[test]
+    fn hours_above_a_year_name_the_cap() {
+        assert_eq!(hours_to_secs(8760.0), Ok(8760 * 3600));
+        for h in [8760.5, 100_000.0, 1e6, 1e30] {
+            let e = hours_to_secs(h).unwrap_err();
+            assert!(e.contains("at most 8760 hours (1 year)"), "{h}: {e}");
+            assert!(!e.contains("positive"), "{h}: {e}");
+        }
+        for h in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            let e = hours_to_secs(h).unwrap_err();
+            assert!(e.contains("positive") && e.contains("8760"), "{h}: {e}");
+        }
     }
 }

@@ -22,7 +22,7 @@ pub(crate) struct StopArgs {
     /// Lease id, or a unique prefix of it.
     id: String,
     /// Print JSON: lease_id, host_amount, fee, refund (amounts in base units and formatted),
-    /// reason, tx.
+    /// reason (its name, e.g. renter_closed) and reason_code, tx.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -37,7 +37,10 @@ struct Out {
     host_amount: Amount,
     fee: Amount,
     refund: Amount,
-    reason: u8,
+    /// The `LeaseClosed` reason's name (`renter_closed`, …), as `gpuflow lease --json`.
+    reason: &'static str,
+    /// Its number in the contract.
+    reason_code: u8,
     started_at: u64,
     closed_at: u64,
     tx: Option<String>,
@@ -102,7 +105,8 @@ impl StopArgs {
             host_amount: Amount::from_u256(e.hostAmount, d),
             fee: Amount::from_u256(e.fee, d),
             refund: Amount::from_u256(e.refund, d),
-            reason: e.reason,
+            reason: chain::reason_name(e.reason),
+            reason_code: e.reason,
             started_at: e.startedAt.saturating_to(),
             closed_at: e.closedAt.saturating_to(),
             tx: Some(receipt.transaction_hash.to_string()),

@@ -293,21 +293,29 @@ impl BalanceArgs {
             None => wallet::load(&self.wallet, &net::env)?.address(),
         };
         let cwd = std::env::current_dir().map_err(|e| Failure::Runtime(e.into()))?;
-        let token = match self.token {
-            Some(t) => t,
-            None => bootstrap::resolve_deployment(self.peers.config.as_deref(), &net::env, &cwd)
-                .map_err(|e| Failure::Usage(e.into()))?
-                .map(|d| d.token)
-                .ok_or_else(|| {
-                    Failure::Usage(anyhow!(
-                        "which stablecoin? pass --token ADDRESS, or add [deployment] to the \
-                         config file, or run inside a `make devnet` checkout"
-                    ))
-                })?,
+        // The chain the token is on, when it comes from a deployment (not from --token).
+        let (token, deployed_on) = match self.token {
+            Some(t) => (t, None),
+            None => {
+                bootstrap::resolve_deployment_from(self.peers.config.as_deref(), &net::env, &cwd)
+                    .map_err(|e| Failure::Usage(e.into()))?
+                    .map(|(d, from)| (d.token, Some((d.chain_id, from))))
+                    .ok_or_else(|| {
+                        Failure::Usage(anyhow!(
+                            "which stablecoin? pass --token ADDRESS, or add [deployment] to the \
+                     config file, or run inside a `make devnet` checkout"
+                        ))
+                    })?
+            }
         };
         let chain = Chain::connect(&self.peers.rpc()?, None)
             .await
             .map_err(Failure::Runtime)?;
+        if let Some((chain_id, from)) = &deployed_on {
+            chain
+                .expect_chain(*chain_id, &format!("the token of the deployment in {from}"))
+                .map_err(Failure::Runtime)?;
+        }
         let t = chain.token(token);
         let (bal, dec, sym, gas) = tokio::join!(
             async { t.balanceOf(who).call().await },
@@ -315,7 +323,17 @@ impl BalanceArgs {
             async { t.symbol().call().await },
             chain.gas_balance(who)
         );
-        let bal = bal.map_err(|e| Failure::Runtime(anyhow!("reading the {token} balance: {e}")))?;
+        let bal = bal.map_err(|e| {
+            Failure::Runtime(match e {
+                alloy::contract::Error::ZeroData(..) => anyhow!(
+                    "no token contract at {token} on chain {} (the RPC at {}); check --token \
+                     and --rpc-url",
+                    chain.chain_id,
+                    chain.rpc
+                ),
+                e => anyhow!("reading the {token} balance: {e}"),
+            })
+        })?;
         let dec = dec.map_err(|e| Failure::Runtime(anyhow!("reading the token decimals: {e}")))?;
         let sym = sym.unwrap_or_else(|_| "tokens".into());
         let gas = gas.map_err(Failure::Runtime)?;

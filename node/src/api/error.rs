@@ -91,6 +91,13 @@ pub enum ApiError {
         /// The methods the route accepts, comma-separated.
         allowed: String,
     },
+    /// The request body did not arrive within the body-read timeout. HTTP 408, and the
+    /// connection is closed.
+    #[error(
+        "the request body did not arrive within {0:?} of its headers; send the whole body \
+         with the request"
+    )]
+    BodyTimeout(Duration),
     /// The request did not finish within the API's request timeout. HTTP 503.
     #[error("the node did not answer within {0:?}; it may be busy, try again")]
     Timeout(Duration),
@@ -122,6 +129,7 @@ impl ApiError {
             | ApiError::HostNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Timeout(_) | ApiError::IndexSyncing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Node(NodeError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Node(NodeError::Conflict(_)) => StatusCode::CONFLICT,
@@ -146,6 +154,7 @@ impl ApiError {
             ApiError::LeaseNotFound(_) => "lease_not_found",
             ApiError::RouteNotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Timeout(_) => "timeout",
             ApiError::Node(NodeError::Unavailable(_)) => "node_unavailable",
             ApiError::Node(NodeError::Conflict(_)) => "conflict",

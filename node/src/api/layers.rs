@@ -1,5 +1,10 @@
 //! The middleware every request goes through, outermost first: a tracing span, the `Host`
-//! check, the request timeout, the concurrency limit and a panic guard.
+//! check, the body-read timeout, the request timeout, the concurrency limit and a panic guard.
+//!
+//! The body-read timeout wraps the request body ([`TimedBody`]): once
+//! [`ApiLimits::body_read_timeout`] has passed since the head, reading it fails, and whatever
+//! the handler made of that becomes `408 body_timeout` with `Connection: close` (the rest of
+//! the body may still be on its way, so the connection cannot be reused).
 //!
 //! One hand-written middleware instead of a stack of tower layers, so that every refusal is the
 //! API's JSON error (tower-http's timeout answers with an empty 408) and the order is visible
@@ -8,16 +13,21 @@
 use std::any::Any;
 use std::net::Ipv4Addr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
+use http_body::{Frame, SizeHint};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tracing::Instrument;
 
 use super::ApiLimits;
@@ -77,6 +87,7 @@ async fn handle(g: &Guard, req: Request, next: Next) -> Response {
     {
         return ApiError::ForbiddenHost(host).into_response();
     }
+    let (req, body_expired) = time_body(req, g.limits.body_read_timeout);
     let work = async {
         // The semaphore is never closed, so acquiring only fails if that changes.
         let Ok(_permit) = g.slots.acquire().await else {
@@ -91,9 +102,76 @@ async fn handle(g: &Guard, req: Request, next: Next) -> Response {
             }
         }
     };
-    match tokio::time::timeout(g.limits.request_timeout, work).await {
+    let resp = match tokio::time::timeout(g.limits.request_timeout, work).await {
         Ok(resp) => resp,
         Err(_) => ApiError::Timeout(g.limits.request_timeout).into_response(),
+    };
+    if body_expired.load(Ordering::Acquire) {
+        let mut resp = ApiError::BodyTimeout(g.limits.body_read_timeout).into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    resp
+}
+
+/// Puts a deadline of `limit` from now on reading `req`'s body; the flag says whether it hit.
+/// A request without a body is left as it is.
+fn time_body(req: Request, limit: Duration) -> (Request, Arc<AtomicBool>) {
+    let expired = Arc::new(AtomicBool::new(false));
+    if req.body().is_end_stream() {
+        return (req, expired);
+    }
+    let flag = Arc::clone(&expired);
+    let req = req.map(|inner| {
+        Body::new(TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            expired: flag,
+        })
+    });
+    (req, expired)
+}
+
+/// A request body that fails with [`BodyTimedOut`] once its deadline has passed.
+struct TimedBody {
+    inner: Body,
+    deadline: Pin<Box<Sleep>>,
+    limit: Duration,
+    expired: Arc<AtomicBool>,
+}
+
+/// Why [`TimedBody`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -2,9 +2,11 @@
 //! offers and withdrawing to act.
 //!
 //! - [`router`] builds the routes (one table in `routes.rs`) with the middleware of `layers.rs`
-//!   (tracing span per request under target `api`, `Host` check, timeout, concurrency limit,
-//!   panic guard) and a body size limit; [`serve`] runs it on an injected listener until a
-//!   cancellation token fires, so tests bind `127.0.0.1:0`.
+//!   (tracing span per request under target `api`, `Host` check, body-read timeout, timeout,
+//!   concurrency limit, panic guard) and a body size limit; [`serve`] runs it on an injected
+//!   listener until a cancellation token fires, so tests bind `127.0.0.1:0`. `serve.rs` owns
+//!   the connections: per-address and total caps, header-read and idle timeouts, the request
+//!   head size limit ([`ApiLimits`] has each bound and what happens when it is hit).
 //! - The node's live state comes through the [`NodeView`] trait, which the node implements;
 //!   leases are read straight from the [`LeaseRepo`].
 //! - Auth (`auth.rs`): POSTs need the bearer token from `<data_dir>/api.token`
@@ -20,8 +22,8 @@
 //! be allowed past the loopback-only `Host` check with [`ApiLimits::allow_any_host`].
 //!
 //! Code map: `view.rs` (the [`NodeView`] trait and its data), `routes.rs` (route table,
-//! handlers), `auth.rs`, `layers.rs`, `error.rs`, `metrics.rs`, `openapi.rs`, `scores.rs`,
-//! `tests/`.
+//! handlers), `serve.rs` (accept loop and connection bounds), `auth.rs`, `layers.rs`,
+//! `error.rs`, `metrics.rs`, `openapi.rs`, `scores.rs`, `tests/`.
 
 mod auth;
 mod error;
@@ -30,22 +32,18 @@ mod metrics;
 mod openapi;
 mod routes;
 mod scores;
+mod serve;
 mod view;
 
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware::from_fn_with_state;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::LeaseRepo;
@@ -63,7 +61,31 @@ pub use view::{
 /// deliberate choice (see the module docs).
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8686";
 
+/// Default [`ApiLimits::header_read_timeout`]: a connection has this long to send a complete
+/// request head (its first one from the accept, a later one from its first byte).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`ApiLimits::idle_timeout`]: how long a kept-alive connection may wait for its next
+/// request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ApiLimits::body_read_timeout`]: a request body must have arrived this long after
+/// its head.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ApiLimits::max_header_bytes`]: request line plus headers.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default [`ApiLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default [`ApiLimits::max_connections_per_ip`]: a quarter of [`DEFAULT_MAX_CONNECTIONS`], so
+/// one address cannot take them all.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 16;
+
 /// Bounds on what the API takes on. The defaults suit a local operator and a Prometheus scraper.
+///
+/// Whenever a bound is hit the API answers or closes at once; nothing is queued without limit.
+/// A connection over a connection cap is accepted and closed straight away (the client reads
+/// end of stream); one that overruns a header or idle timeout is closed; a head over
+/// `max_header_bytes` gets `431` and is closed; a body over `max_body_bytes` gets `413`, a body
+/// that stalls `408` (and the connection is closed); a request the node is slow to answer gets
+/// `503 timeout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
     /// A request (including its wait for a free slot) that takes longer gets `503 timeout`.
@@ -72,10 +94,26 @@ pub struct ApiLimits {
     pub request_timeout: Duration,
     /// Requests handled at once; more wait for a slot (within `request_timeout`).
     pub max_concurrent_requests: usize,
-    /// Open connections; when all are taken the server stops accepting and further clients wait
-    /// in the kernel's listen backlog.
+    /// Open connections in all. Beyond it a new connection is accepted and closed at once, so a
+    /// client fails fast instead of waiting in the kernel's backlog. Keep it above
+    /// `max_connections_per_ip` so one address cannot fill it.
     pub max_connections: usize,
-    /// Largest request body; larger ones get `413`.
+    /// Open connections from one IP address; beyond it that address's new connections are
+    /// closed at once while other addresses are still served.
+    pub max_connections_per_ip: usize,
+    /// Time a connection has to send a complete request head: its first one counted from the
+    /// accept, a later one from its first byte. Then it is closed without an answer (slowloris).
+    pub header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait, after a response, for the first byte of its next
+    /// request; then it is closed. Also bounds a client that stops reading a response.
+    pub idle_timeout: Duration,
+    /// Time the whole request body has, from its head, to arrive; a body still incomplete then
+    /// gets `408 body_timeout` and the connection is closed. Keep it below `request_timeout`.
+    pub body_read_timeout: Duration,
+    /// Largest request head (request line and headers, in bytes); a larger one gets `431` and
+    /// the connection is closed.
+    pub max_header_bytes: usize,
+    /// Largest request body; larger ones get `413` (at once when `Content-Length` says so).
     pub max_body_bytes: usize,
     /// After shutdown is requested, how long open connections may take to finish their
     /// requests before `serve` returns anyway.
@@ -91,7 +129,12 @@ impl Default for ApiLimits {
         Self {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 32,
-            max_connections: 64,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_body_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(5),
             allow_any_host: false,
@@ -193,6 +236,10 @@ async fn method_not_allowed(
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting, lets open
 /// requests finish for up to [`ApiLimits::drain_timeout`] and returns.
+///
+/// Each connection is bounded as [`ApiLimits`] says (`serve.rs`): connections per address and
+/// in all, the time to send a request head, its size, and how long a kept-alive connection may
+/// sit idle; a refused or timed-out connection is closed, never queued.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
@@ -209,104 +256,8 @@ pub async fn serve(
         );
     }
     tracing::info!(target: "api", %addr, "API listening");
-    let listener = LimitedListener {
-        inner: listener,
-        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-    };
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let drained = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(limits.drain_timeout).await;
-    };
-    tokio::select! {
-        done = server => done,
-        () = drained => {
-            // The connection tasks were told to close; they end when their clients let go.
-            tracing::warn!(target: "api", "connections still open after the drain timeout");
-            Ok(())
-        }
-    }
-}
-
-/// A listener that accepts a connection only when one of `slots` is free; the connection
-/// holds its slot until it closes.
-struct LimitedListener {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Limited, SocketAddr) {
-        // Never closed, so `None` (no limit) cannot happen in practice.
-        let permit = Arc::clone(&self.slots).acquire_owned().await.ok();
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        // Small JSON responses: do not wait for Nagle.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::trace!(target: "api", error = %e, "TCP_NODELAY failed");
-        }
-        (
-            Limited {
-                stream,
-                _permit: permit,
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection with its slot.
-struct Limited {
-    stream: TcpStream,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl AsyncRead for Limited {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Limited {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
+    serve::run(listener, router(state), &limits, shutdown).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ fn write(summary: &str, body: Option<&str>, response: Value) -> Value {
         "responses": {
             "400": err("The body is not JSON."),
             "401": err("Missing or wrong bearer token (`WWW-Authenticate: Bearer`)."),
+            "408": err("The body did not all arrive within the body-read timeout (10 s by \
+                default); the connection is closed."),
             "413": err("The body is larger than the limit (64 KiB by default)."),
             "415": err("A body was sent without `Content-Type: application/json`."),
             "422": err("The body has unknown fields or wrong types."),
@@ -132,7 +134,10 @@ pub(crate) fn document() -> Value {
             "description": "Local API of a GPUFlow host node. GETs are read-only and \
                 unauthenticated (the API listens on loopback by default); POSTs need the bearer \
                 token from `<data_dir>/api.token`. Errors are `{\"error\": {\"code\", \
-                \"message\"}}`. Amounts are token base units as decimal strings."
+                \"message\"}}`. Amounts are token base units as decimal strings. Bounds: 64 \
+                connections (16 per IP address; more are closed at once), a request head within \
+                5 s and at most 16 KiB (else 431), 30 s idle keep-alive, a body within 10 s of \
+                its head (else 408 `body_timeout`) and at most 64 KiB (else 413)."
         },
         "paths": {
             "/health": health,

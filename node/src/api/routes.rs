@@ -253,18 +253,28 @@ async fn withdraw(
 }
 
 /// A JSON body that may be left out (empty body: `T::default()`). When present it must be
-/// `application/json` (415 otherwise), parse (400) and fit `T` (422); the size limit gives 413.
-/// Every refusal is the API's JSON error, never axum's plain-text one.
+/// `application/json` (415 otherwise), parse (400) and fit `T` (422); the size limit gives 413,
+/// at once when `Content-Length` is over it. Every refusal is the API's JSON error, never
+/// axum's plain-text one.
 pub(crate) struct OptionalJson<T>(pub(crate) T);
 
-impl<S, T> FromRequest<S> for OptionalJson<T>
+impl<T> FromRequest<ApiState> for OptionalJson<T>
 where
-    S: Send + Sync,
     T: DeserializeOwned + Default,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let limit = state.limits.max_body_bytes;
+        if let Some(declared) = declared_length(req.headers())
+            && declared > limit as u64
+        {
+            // Without waiting for a body that will be refused anyway.
+            return Err(ApiError::body(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is {declared} bytes; the limit is {limit} bytes"),
+            ));
+        }
         let is_json = is_json(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
@@ -283,6 +293,17 @@ where
             Err(e) => Err(ApiError::body(e.status(), e.body_text())),
         }
     }
+}
+
+/// The request's `Content-Length`, if it has a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -16,6 +16,7 @@ use super::*;
 use crate::lease::{Event, LeaseRecord, LeaseSpec, State as LeaseState};
 use crate::runtime::{PortMapping, RuntimeKind, WorkloadHandle};
 
+mod conn;
 mod fake;
 mod limits;
 mod prom;

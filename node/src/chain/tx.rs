@@ -8,16 +8,29 @@
 //! simulates again. Nonces and the fee are filled by the alloy provider's fillers (build it with
 //! [`host_provider`]); the gas limit is the estimate plus headroom, because what `close` and
 //! `withdrawMany` cost depends on the block time they are mined at.
+//!
+//! Every provider of the node ([`host_provider`], [`read_provider`]) gives up on a JSON-RPC
+//! request after [`RPC_TIMEOUT`], so an RPC that accepts connections and never answers fails
+//! calls (which the watcher and engine retry with backoff) instead of stalling the engine, and
+//! the node warns once (target `chain`) when its RPC stops answering, and says when it answers
+//! again.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alloy::network::ReceiptResponse;
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder};
+use alloy::rpc::client::RpcClient;
 use alloy::sol_types::Eip712Domain;
-use alloy::transports::http::reqwest::Url;
+use alloy::transports::http::Http;
+use alloy::transports::http::reqwest::{self, Url};
+use alloy::transports::{RpcError, TransportError, TransportErrorKind, TransportFut};
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{Quote, domain, lease_id};
+use tower_service::Service;
 
 use super::events::decode;
 use crate::earnings::Payout;
@@ -27,12 +40,151 @@ use crate::wallet::HostWallet;
 /// at estimation time) costs about this much.
 const GAS_HEADROOM: u64 = 30_000;
 
-/// A provider that signs with the host wallet and fills nonce, gas and chain id.
+/// Longest one JSON-RPC request may take before it fails as [`RpcTimeout`].
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a TCP connect to the RPC may take.
+const RPC_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A provider that signs with the host wallet and fills nonce, gas and chain id; every request
+/// bounded by [`RPC_TIMEOUT`].
 pub fn host_provider(rpc: Url, wallet: &HostWallet) -> DynProvider {
     ProviderBuilder::new()
         .wallet(wallet.signer().clone())
-        .connect_http(rpc)
+        .connect_client(rpc_client(rpc, RPC_TIMEOUT))
         .erased()
+}
+
+/// A read-only provider (watcher, engine reads, reliability index); every request bounded by
+/// [`RPC_TIMEOUT`].
+pub fn read_provider(rpc: Url) -> DynProvider {
+    ProviderBuilder::new()
+        .connect_client(rpc_client(rpc, RPC_TIMEOUT))
+        .erased()
+}
+
+/// An HTTP RPC client whose every request fails with [`RpcTimeout`] after `timeout`.
+pub fn rpc_client(rpc: Url, timeout: Duration) -> RpcClient {
+    timed_client(rpc, timeout, &RPC_OUTAGE)
+}
+
+/// [`rpc_client`] keeping its outage state in `outage`.
+fn timed_client(rpc: Url, timeout: Duration, outage: &'static AtomicBool) -> RpcClient {
+    let client = reqwest::Client::builder()
+        // The backstop; the deadline in `TimedHttp` fires first.
+        .timeout(timeout + Duration::from_secs(1))
+        .connect_timeout(RPC_CONNECT_TIMEOUT.min(timeout))
+        .build()
+        // Only a TLS back-end that cannot initialise fails here; without the limits the node
+        // still works, as it did before them.
+        .unwrap_or_default();
+    let name: Arc<str> = Arc::from(rpc.as_str());
+    let http = Http::with_client(client, rpc);
+    let is_local = http.guess_local();
+    let timed = TimedHttp {
+        inner: http,
+        url: name,
+        timeout,
+        outage,
+    };
+    RpcClient::new(timed, is_local)
+}
+
+/// A JSON-RPC request that got no answer within the timeout.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the chain RPC at {url} did not answer within {secs} s")]
+pub struct RpcTimeout {
+    url: Arc<str>,
+    secs: u64,
+}
+
+/// Whether the node's RPC is in an outage (its last request got no answer): one warning when
+/// it starts, one line when it ends, however many providers and calls see it.
+static RPC_OUTAGE: AtomicBool = AtomicBool::new(false);
+
+/// The reqwest transport with a deadline on every request, and the outage warning.
+#[derive(Clone)]
+struct TimedHttp {
+    inner: Http<reqwest::Client>,
+    url: Arc<str>,
+    timeout: Duration,
+    /// [`RPC_OUTAGE`] (tests keep their own).
+    outage: &'static AtomicBool,
+}
+
+/// Whether `e` means the RPC did not answer at all: reqwest's request or connect timeout, or
+/// no connection. An HTTP error status or a JSON-RPC error is an answer.
+fn no_answer(e: &TransportError) -> bool {
+    matches!(e, RpcError::Transport(TransportErrorKind::Custom(c))
+        if c.downcast_ref::<reqwest::Error>().is_some_and(|r| r.is_timeout() || r.is_connect())
+            || c.is::<RpcTimeout>())
+}
+
+impl TimedHttp {
+    fn outcome<T>(&self, r: Result<T, TransportError>) -> Result<T, TransportError> {
+        match r {
+            Ok(v) => {
+                if self.outage.swap(false, Ordering::Relaxed) {
+                    tracing::info!(target: "chain", rpc = %self.url, "the chain RPC answers again");
+                }
+                Ok(v)
+            }
+            Err(e) if no_answer(&e) => {
+                if !self.outage.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "chain",
+                        rpc = %self.url,
+                        timeout_s = self.timeout.as_secs(),
+                        error = %e,
+                        "the chain RPC stopped answering; chain reads and host transactions \
+                         are retried with backoff until it answers (check the chain node or \
+                         point --rpc-url at another)"
+                    );
+                }
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+// Generic over the request only because alloy's `RequestPacket` is not re-exported with the
+// features this workspace enables; alloy uses it with `RequestPacket`.
+impl<R> Service<R> for TimedHttp
+where
+    Http<reqwest::Client>: Service<R, Error = TransportError>,
+    <Http<reqwest::Client> as Service<R>>::Future: Send + 'static,
+{
+    type Response = <Http<reqwest::Client> as Service<R>>::Response;
+    type Error = TransportError;
+    type Future = TransportFut<'static, Self::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let call = self.inner.call(req);
+        let this = self.clone();
+        Box::pin(async move {
+            let elapsed = || {
+                TransportErrorKind::custom(RpcTimeout {
+                    url: this.url.clone(),
+                    secs: this.timeout.as_secs(),
+                })
+            };
+            let r = match tokio::time::timeout(this.timeout, call).await {
+                Ok(Err(e))
+                    if matches!(&e, RpcError::Transport(TransportErrorKind::Custom(c))
+                        if c.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)) =>
+                {
+                    Err(elapsed())
+                }
+                Ok(answer) => answer,
+                Err(_) => Err(elapsed()),
+            };
+            this.outcome(r)
+        })
+    }
 }
 
 /// Why a call reverts.
@@ -321,5 +473,94 @@ impl<P: Provider> HostTx<P> {
             gas_used: receipt.gas_used(),
         };
         Ok((mined, receipt.inner.logs().to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Answers `eth_chainId` (31337) to every HTTP request on `listener`, or, while `frozen`,
+    /// accepts and never answers.
+    async fn serve(listener: TcpListener, frozen: Arc<AtomicBool>) {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            if frozen.load(Ordering::Relaxed) {
+                held.push(sock);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head and body: one small request, complete once its JSON closes.
+                while !buf.ends_with(b"}") && !buf.ends_with(b"]") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let body = &text[text.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+                let id = serde_json::from_str::<serde_json::Value>(body)
+                    .map_or(serde_json::Value::Null, |v| v["id"].clone());
+                let answer =
+                    serde_json::json!({"jsonrpc": "2.0", "id": id, "result": "0x7a69"}).to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            });
+        }
+    }
+
+    /// D6: with the RPC frozen (connections accepted, never answered) a call used to wait
+    /// forever; now it fails after the timeout with an error naming the RPC, the outage is
+    /// noted once, and the first answer afterwards ends it.
+    #[tokio::test]
+    async fn a_frozen_rpc_fails_calls_in_time_and_the_outage_is_noted_once() {
+        static OUTAGE: AtomicBool = AtomicBool::new(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let frozen = Arc::new(AtomicBool::new(true));
+        let server = tokio::spawn(serve(listener, frozen.clone()));
+        let timeout = Duration::from_secs(1);
+        let provider = ProviderBuilder::new()
+            .connect_client(timed_client(url.clone(), timeout, &OUTAGE))
+            .erased();
+
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            let err = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
+                .await
+                .expect("the call still waits after 10 s")
+                .unwrap_err();
+            assert!(t0.elapsed() >= timeout, "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("the chain RPC at {url} did not answer within 1 s")),
+                "{err}"
+            );
+            assert!(OUTAGE.load(Ordering::Relaxed));
+        }
+
+        frozen.store(false, Ordering::Relaxed);
+        let id = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
+            .await
+            .expect("the call still waits after 10 s")
+            .unwrap();
+        assert_eq!(id, 31_337);
+        assert!(
+            !OUTAGE.load(Ordering::Relaxed),
+            "the answer ends the outage"
+        );
+        server.abort();
     }
 }

@@ -9,6 +9,12 @@
 //! matched against the leases this host has open). The range is committed to SQLite (cursor,
 //! block hashes, lease set) in one transaction after its events were sent.
 //!
+//! Confirmations are 2 by default, and 0 on a devnet chain ([`DEVNET_CHAIN_IDS`]): an anvil
+//! that mines only per transaction may add no block for minutes, so a lease opened without the
+//! renter's hint would wait for unrelated transactions, past the accept timeout on an idle
+//! chain. Acting at the head is safe there: the engine re-reads every lease from the chain
+//! before it acts, and the reorg rollback below still applies.
+//!
 //! Reorgs: before scanning, the watcher checks that the next block's parent is the cursor's
 //! hash (and, when idle, that the cursor block is still canonical). If not, it walks back
 //! through the ~64 block hashes it remembers to the last one the chain still has, emits
@@ -45,6 +51,20 @@ use super::unix_now;
 /// Most lease ids sent as one `eth_getLogs` topic filter.
 const MAX_TOPIC_FILTER: usize = 100;
 
+/// Chain ids of local development chains (anvil's and Hardhat's 31337), where events are acted
+/// on at the head: see [`default_confirmations`].
+pub const DEVNET_CHAIN_IDS: &[u64] = &[31_337];
+
+/// Confirmations an event waits for by default on `chain_id`: none on a devnet chain (blocks
+/// come only with transactions, and nobody reorganises it but a test), 2 elsewhere.
+pub fn default_confirmations(chain_id: u64) -> u64 {
+    if DEVNET_CHAIN_IDS.contains(&chain_id) {
+        0
+    } else {
+        2
+    }
+}
+
 /// How the watcher follows the chain.
 #[derive(Debug, Clone)]
 pub struct WatcherConfig {
@@ -73,15 +93,16 @@ pub struct WatcherConfig {
 }
 
 impl WatcherConfig {
-    /// Defaults for following `host` at `escrow` on `chain_id`: 2 confirmations, 2000-block
-    /// ranges, 2 s polls, backoff 0.5 s to 60 s, 64 remembered blocks.
+    /// Defaults for following `host` at `escrow` on `chain_id`: [`default_confirmations`] (2;
+    /// 0 on a devnet), 2000-block ranges, 2 s polls, backoff 0.5 s to 60 s, 64 remembered
+    /// blocks.
     pub fn new(chain_id: u64, escrow: Address, host: Address) -> Self {
         Self {
             chain_id,
             escrow,
             host,
             start_block: 0,
-            confirmations: 2,
+            confirmations: default_confirmations(chain_id),
             max_range: 2_000,
             poll_interval: Duration::from_secs(2),
             backoff_min: Duration::from_millis(500),
@@ -547,5 +568,18 @@ impl<P: Provider> Watcher<P> {
             s.reorgs += 1;
         });
         Ok(Step::Progressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnet_events_are_acted_on_at_the_head_and_others_wait_two_blocks() {
+        let (escrow, host) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        assert_eq!(WatcherConfig::new(31_337, escrow, host).confirmations, 0);
+        assert_eq!(WatcherConfig::new(1, escrow, host).confirmations, 2);
+        assert_eq!(WatcherConfig::new(8453, escrow, host).confirmations, 2);
     }
 }

@@ -104,6 +104,11 @@ pub struct ConfigArgs {
     /// [file: offers.quote_ttl_secs] [env: GPUFLOW_QUOTE_TTL_SECS] [default: 300]
     #[arg(long)]
     pub quote_ttl_secs: Option<u64>,
+    /// How long a quote holds its GPUs unless the renter says it is opening it (then: until
+    /// the quote expires), seconds; at most the quote TTL. [file: offers.quote_hold_secs]
+    /// [env: GPUFLOW_QUOTE_HOLD_SECS] [default: 30]
+    #[arg(long)]
+    pub quote_hold_secs: Option<u64>,
     /// Template or image offered; repeat for several. [file: offers.templates]
     /// [env: GPUFLOW_TEMPLATES, comma-separated] [default: none]
     #[arg(long = "template", value_name = "NAME")]
@@ -195,6 +200,7 @@ impl ConfigArgs {
                 min_duration_secs: self.min_duration_secs,
                 max_duration_secs: self.max_duration_secs,
                 quote_ttl_secs: self.quote_ttl_secs,
+                quote_hold_secs: self.quote_hold_secs,
                 templates: non_empty(&self.templates),
                 withdraw_on_shutdown: self.withdraw_on_shutdown,
             },

@@ -62,7 +62,8 @@ inet_down_mbps = 100     # GPUFLOW_INET_DOWN_MBPS, --inet-down-mbps
 ttl_secs = 600                 # offer lifetime; re-announced at half. --offer-ttl-secs
 min_duration_secs = 600        # shortest lease, signed into quotes. --min-duration-secs
 max_duration_secs = 604800     # longest lease (7 days). --max-duration-secs
-quote_ttl_secs = 300           # a quote can be opened (and holds its GPUs) this long. --quote-ttl-secs
+quote_ttl_secs = 300           # a quote can be opened this long. --quote-ttl-secs
+quote_hold_secs = 30           # its GPUs are held this long unless the renter is opening it. --quote-hold-secs
 templates = ["pytorch"]        # GPUFLOW_TEMPLATES, --template (repeat)
 withdraw_on_shutdown = true    # withdraw offers when the node stops
 

@@ -114,6 +114,8 @@ pub struct OffersLayer {
     pub max_duration_secs: Option<u64>,
     /// Quote lifetime (and GPU reservation), seconds.
     pub quote_ttl_secs: Option<u64>,
+    /// How long a quote holds its GPUs before the renter says it is opening, seconds.
+    pub quote_hold_secs: Option<u64>,
     /// Templates or images offered.
     pub templates: Option<Vec<String>>,
     /// Whether to withdraw this host's offers when the node stops.
@@ -155,8 +157,8 @@ impl ConfigLayer {
         overlay!(self.machine, low.machine;
             region, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps);
         overlay!(self.offers, low.offers;
-            ttl_secs, min_duration_secs, max_duration_secs, quote_ttl_secs, templates,
-            withdraw_on_shutdown);
+            ttl_secs, min_duration_secs, max_duration_secs, quote_ttl_secs, quote_hold_secs,
+            templates, withdraw_on_shutdown);
         overlay!(self.gpu, low.gpu; detection, declared);
         overlay!(self.api, low.api; addr);
         overlay!(self.runtime, low.runtime; kind);
@@ -201,6 +203,7 @@ impl ConfigLayer {
                 min_duration_secs: parse.value("GPUFLOW_MIN_DURATION_SECS")?,
                 max_duration_secs: parse.value("GPUFLOW_MAX_DURATION_SECS")?,
                 quote_ttl_secs: parse.value("GPUFLOW_QUOTE_TTL_SECS")?,
+                quote_hold_secs: parse.value("GPUFLOW_QUOTE_HOLD_SECS")?,
                 templates: parse.list("GPUFLOW_TEMPLATES"),
                 withdraw_on_shutdown: parse.value("GPUFLOW_WITHDRAW_ON_SHUTDOWN")?,
             },

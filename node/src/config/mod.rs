@@ -36,6 +36,9 @@ pub const DEFAULT_OFFER_TTL_SECS: u64 = 600;
 /// Default shortest lease, seconds (10 minutes): below it, a lease costs the host a launch and
 /// two transactions for less than it earns.
 pub const DEFAULT_MIN_DURATION_SECS: u64 = 600;
+/// Default hold of a quote's GPUs before the renter says it is opening it, seconds: the CLI
+/// sends "opening" about a second after the quote, so an abandoned quote frees them soon.
+pub const DEFAULT_QUOTE_HOLD_SECS: u64 = 30;
 /// Shortest TTL accepted: shorter ones would flood the network with re-announcements.
 pub const MIN_OFFER_TTL_SECS: u64 = 10;
 /// Shortest quote lifetime: the renter must approve and `open` within it.
@@ -123,6 +126,8 @@ pub struct OfferSettings {
     pub max_duration_secs: u64,
     /// How long a quote can be opened, seconds; its GPUs are reserved exactly that long.
     pub quote_ttl_secs: u64,
+    /// How long a quote holds its GPUs unless the renter says it is opening it, seconds.
+    pub quote_hold_secs: u64,
     /// Templates or images offered.
     pub templates: Vec<String>,
     /// Withdraw this host's offers when the node stops.
@@ -387,6 +392,11 @@ impl Config {
             min_duration_secs: o.min_duration_secs.unwrap_or(DEFAULT_MIN_DURATION_SECS),
             max_duration_secs: o.max_duration_secs.unwrap_or(7 * 86_400),
             quote_ttl_secs: o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS),
+            // A hold never outlives its quote: the default shrinks with a short TTL.
+            quote_hold_secs: o.quote_hold_secs.unwrap_or_else(|| {
+                DEFAULT_QUOTE_HOLD_SECS
+                    .min(o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS))
+            }),
             templates: o.templates.unwrap_or_default(),
             withdraw_on_shutdown: o.withdraw_on_shutdown.unwrap_or(true),
         };
@@ -401,6 +411,12 @@ impl Config {
             return Err(invalid(
                 "offers.quote_ttl_secs",
                 format!("must be {MIN_QUOTE_TTL_SECS} to {MAX_QUOTE_TTL_SECS}"),
+            ));
+        }
+        if !(1..=offers.quote_ttl_secs).contains(&offers.quote_hold_secs) {
+            return Err(invalid(
+                "offers.quote_hold_secs",
+                "must be 1 to offers.quote_ttl_secs",
             ));
         }
         if offers.max_duration_secs == 0 || offers.min_duration_secs > offers.max_duration_secs {

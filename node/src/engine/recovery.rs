@@ -8,7 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | Running | Running | alive | re-adopt it (same process, same port) |
 //! | Running | Running, deposit used up | gone | leave it; the normal step ends the lease |
-//! | Running | Running | gone | relaunch it; if that fails, end the lease |
+//! | Running | Running | gone | end the lease as the host's fault (→ Ending; the normal step closes it), as when it dies with the node up |
 //! | Launching | Running | alive and listening | re-adopt it → Running |
 //! | any | Closed | any | stop the workload; the normal step closes the record |
 //! | Starting | Pending | – | no `start` of ours waiting in the mempool → back to Opened, so `start` is sent once (if the accept timeout allows); otherwise wait |
@@ -17,6 +17,12 @@
 //! Everything else (a quote opened while the node was down, a start mined just before the
 //! crash, an accept timeout that passed) is what the normal step does anyway; the first tick
 //! after recovery runs it.
+//!
+//! A workload that died while the node was down is never relaunched: a fresh one would have
+//! lost the renter's state and moved to new ports, and the renter would have paid for the
+//! downtime. The lease ends exactly as if the node had seen the workload die (`WorkloadDied`,
+//! then the host's `close`: the renter pays until then and gets the rest back, and the
+//! escrow logs `HostClosed`, which counts against the host's reliability).
 
 use std::collections::HashMap;
 
@@ -94,8 +100,13 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             .call()
             .await
             .map_err(|source| EngineError::View { lease: id, source })?;
+        // Gone as the running node's step judges it: ended or unknown to the runtime (a
+        // workload still starting is not gone).
         let alive = match &rec.workload {
-            Some(w) => self.runtime.status(w).await? == WorkloadStatus::Running,
+            Some(w) => !matches!(
+                self.runtime.status(w).await?,
+                WorkloadStatus::Exited { .. } | WorkloadStatus::Missing
+            ),
             None => false,
         };
         let now = unix_now();
@@ -109,17 +120,13 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 tracing::info!(target: "lease", lease = %id, ?port, decision = "readopt", "recovery: workload re-adopted");
             }
             (State::Running, CHAIN_RUNNING) if deposit_used_up(&view, now) => {
-                // Relaunching a workload nobody pays for any more would serve for free until
-                // the first tick: the normal step ends the lease instead.
+                // The deposit is earned in full: the normal step ends the lease as depleted.
                 tracing::info!(target: "lease", lease = %id, decision = "end_depleted", "recovery: workload gone and the deposit used up while the node was down; not relaunching it");
             }
             (State::Running, CHAIN_RUNNING) => {
-                tracing::warn!(target: "lease", lease = %id, decision = "relaunch", "recovery: workload gone while the lease runs; relaunching it");
-                if let Err(e) = self.launch(&rec).await {
-                    tracing::warn!(target: "lease", lease = %id, error = %e, "relaunch failed; ending the lease");
-                    self.repo.set_error(id, Some(&e.to_string()), now).await?;
-                    self.repo.apply(id, Event::WorkloadDied, now).await?;
-                }
+                // What the running node does when a workload dies (see the module docs).
+                tracing::warn!(target: "lease", lease = %id, decision = "end_died", "recovery: workload died while the node was down; ending the lease");
+                self.repo.apply(id, Event::WorkloadDied, now).await?;
             }
             (State::Launching, CHAIN_RUNNING) if alive => {
                 if let Some(w) = &rec.workload

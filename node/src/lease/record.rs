@@ -11,7 +11,6 @@
 //! compile-time checking).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::{Eip712Domain, SolValue};
@@ -146,13 +145,22 @@ pub(crate) fn to_u64(v: i64) -> u64 {
 }
 
 /// Opens (creating if needed) the node database at `path` in WAL mode and applies every
-/// migration in `node/migrations` (the node's store runs the same set).
+/// migration in `node/migrations` (the node's store runs the same set). Like the store's, the
+/// pool waits [`crate::store::BUSY_TIMEOUT`] for a lock, and the file, its WAL and its directory
+/// are owner-only whatever existed before.
 pub async fn open_pool(path: &Path) -> Result<SqlitePool, RepoError> {
+    let private = || {
+        crate::store::make_private(path).map_err(|e| RepoError::Open {
+            path: path.to_owned(),
+            source: sqlx::Error::Io(e),
+        })
+    };
+    private()?;
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(crate::store::BUSY_TIMEOUT);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(opts)
@@ -162,6 +170,7 @@ pub async fn open_pool(path: &Path) -> Result<SqlitePool, RepoError> {
             source,
         })?;
     sqlx::migrate!().run(&pool).await?;
+    private()?;
     Ok(pool)
 }
 
@@ -353,6 +362,41 @@ impl LeaseRepo {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Sets how long the quote that becomes `id` holds its GPUs (unix seconds; 0 releases them).
+    pub async fn set_hold(&self, id: B256, held_until: u64) -> Result<(), RepoError> {
+        sqlx::query(
+            "INSERT INTO quote_holds (lease_id, held_until) VALUES (?, ?) \
+             ON CONFLICT (lease_id) DO UPDATE SET held_until = excluded.held_until",
+        )
+        .bind(id.as_slice())
+        .bind(to_i64(held_until))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How long each quote that is still `Quoted` holds its GPUs (see [`LeaseRepo::set_hold`]);
+    /// quotes missing here are held until their expiry.
+    pub async fn holds(&self) -> Result<std::collections::HashMap<B256, u64>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT h.lease_id, h.held_until FROM quote_holds h JOIN leases l ON l.id = h.lease_id \
+             WHERE l.state = ?",
+        )
+        .bind(State::Quoted.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: Vec<u8> = r.try_get("lease_id")?;
+                let until: i64 = r.try_get("held_until")?;
+                Ok((
+                    B256::try_from(id.as_slice()).unwrap_or_default(),
+                    to_u64(until),
+                ))
+            })
+            .collect()
     }
 
     /// When (unix seconds, oldest first) `renter`'s pending leases were cancelled at or after

@@ -9,14 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable names the node sets itself; a spec may not override them.
-pub const RESERVED_ENV: &[&str] = &[
-    "GPUFLOW_LEASE_ID",
-    "PORT",
-    "GPUFLOW_PORTS",
-    "PUBLIC_KEY",
-    "CUDA_VISIBLE_DEVICES",
-    "NVIDIA_VISIBLE_DEVICES",
-];
+pub use gpuflow_protocol::wire::rules::RESERVED_ENV;
 
 /// Most ports one lease may expose (Vast.ai allows up to 64).
 pub const MAX_PORTS: usize = 64;

@@ -43,6 +43,7 @@ fn config() -> Config {
             min_duration_secs: 60,
             max_duration_secs: 86_400,
             quote_ttl_secs: 300,
+            quote_hold_secs: 30,
             templates: vec!["pytorch".into()],
             withdraw_on_shutdown: true,
         },

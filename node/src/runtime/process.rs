@@ -9,16 +9,31 @@
 //! the one published for the spec's (container) port `n` (`GPUFLOW_PORT_22`: where to run
 //! SSH). The handle's [`PortMapping`]s pair each spec port with its host port, as Docker's do.
 //!
+//! Every port is published on [`BIND_ADDR`] (127.0.0.1) and nowhere else: the workload gets it
+//! as `GPUFLOW_BIND` and must listen there (the engine's readiness check connects there too).
+//! This runtime is for development machines and the devnet, where renters are local; a host
+//! that serves others runs the Docker runtime.
+//!
 //! The workload runs in its own process group, so `stop` reaches everything it spawned, and it
 //! outlives the node: a restarted node finds it again through `pid.json`. Some programs leave
-//! the group (`sshd` puts each SSH session in a session of its own, `setsid` does the same), so
-//! `stop` also ends every process of the node's user whose environment carries the lease id.
+//! the group (`sshd` puts each SSH session in a session of its own, `setsid` does the same) and
+//! some also drop the lease's environment, so the workload's first process is made a *child
+//! subreaper* (`PR_SET_CHILD_SUBREAPER`, set by a `perl` shim before it executes the command,
+//! since the setting survives `execve`): whatever its descendants orphan is re-parented to it,
+//! not to init, and stays in its process tree however it detaches. `stop` ends the group, every
+//! descendant of the first process (found through `/proc` parent links), every process of the
+//! node's user whose environment carries the lease id, and what was last seen in the workload's
+//! tree while its first process lived (for descendants left behind when it ended first). Without
+//! `perl` the workload runs unshimmed and a warning says that detached processes can escape.
 //! A pid alone is not proof (pids are reused), so a workload counts as alive only if
 //! `/proc/<pid>/stat` shows the start time recorded at launch; re-adoption also checks that the
-//! process environment carries the lease id.
+//! process environment carries the lease id. `stop` also deletes what the workload left in its
+//! directory (an SSH host key, say), keeping only `workload.log`.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
@@ -53,7 +68,28 @@ pub struct ProcessRuntime {
     /// operations, never across an await. A re-adopted workload is not here: it is not our
     /// child any more, and `/proc` is all we have.
     children: Mutex<HashMap<u32, Child>>,
+    /// Per lease, the workload's processes (pid, start time) at the last `status` that found
+    /// its first process alive: what `stop` must still end if that process ended first and its
+    /// descendants were re-parented to init.
+    seen: Mutex<HashMap<B256, Vec<(u32, u64)>>>,
 }
+
+/// The address every process workload port is published on, given to the workload as
+/// `GPUFLOW_BIND`: loopback only (see the module docs).
+pub const BIND_ADDR: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// Runs `ARGV[2..]` (program path `ARGV[1]`, then its argv from argv[0]) after making this
+/// process a child subreaper with `syscall(ARGV[0], PR_SET_CHILD_SUBREAPER = 36, 1)`: the
+/// attribute survives `exec`, so the workload's first process is the subreaper. `perl` because
+/// it is on practically every Linux host and `prctl` needs no module there; the node itself
+/// cannot do it between fork and exec without unsafe code.
+const SUBREAPER_SHIM: &str = r#"my $nr = 0 + shift @ARGV;
+syscall($nr, 36, 1, 0, 0, 0) == 0
+  or print STDERR "gpuflow: cannot make the workload a subreaper: $!\n";
+my $path = shift @ARGV;
+exec { $path } @ARGV;
+die "gpuflow: cannot run $path: $!\n";
+"#;
 
 /// How often `stop` looks at `/proc` while waiting for a workload that is not our child.
 const EXIT_POLL: Duration = Duration::from_millis(25);
@@ -76,6 +112,7 @@ impl ProcessRuntime {
             dir,
             grace: config.stop_grace,
             children: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,6 +134,20 @@ impl ProcessRuntime {
         if let Ok(mut map) = self.children.lock() {
             map.insert(pid, child);
         }
+    }
+
+    fn remember(&self, lease: B256, procs: Vec<(u32, u64)>) {
+        if let Ok(mut map) = self.seen.lock() {
+            map.insert(lease, procs);
+        }
+    }
+
+    fn forget(&self, lease: B256) -> Vec<(u32, u64)> {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&lease))
+            .unwrap_or_default()
     }
 
     /// Exit status of our own child, if it has ended; `None` while it runs or if not ours.
@@ -265,7 +316,35 @@ impl Runtime for ProcessRuntime {
                 host,
             })
             .collect();
-        let mut cmd = Command::new(program);
+        let child_path = spec
+            .env
+            .get("PATH")
+            .map(std::ffi::OsString::from)
+            .or_else(|| std::env::var_os("PATH"));
+        // Found here, as `exec` would find it: through the shim, a missing program would
+        // otherwise start (the shim) and only then fail.
+        let Some(exe) = resolve_program(program, child_path.as_deref(), &dir) else {
+            return Err(RuntimeError::Io {
+                what: format!("starting {program:?} for lease {lease}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such executable file (looked where the workload's PATH says)",
+                ),
+            });
+        };
+        let mut cmd = match perl() {
+            Some(perl) => {
+                let mut c = Command::new(perl);
+                c.arg("-e")
+                    .arg(SUBREAPER_SHIM)
+                    .arg("--")
+                    .arg(nix::libc::SYS_prctl.to_string())
+                    .arg(&exe)
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(args)
             .current_dir(&dir)
             // Only what the workload needs: a renter's program gets none of the node's secrets
@@ -275,6 +354,7 @@ impl Runtime for ProcessRuntime {
             .envs(std::env::var_os("HOME").map(|p| ("HOME", p)))
             .envs(&spec.env)
             .env("GPUFLOW_LEASE_ID", lease_label(lease))
+            .env("GPUFLOW_BIND", BIND_ADDR.to_string())
             .env("PORT", &port_list[0])
             .env("GPUFLOW_PORTS", port_list.join(","))
             .envs(
@@ -324,6 +404,8 @@ impl Runtime for ProcessRuntime {
             return Ok(WorkloadStatus::Exited { code });
         }
         if alive(pid, start) {
+            // What to end at `stop` should the first process end before the rest.
+            self.remember(handle.lease, workload_processes(&[pid], None));
             return Ok(WorkloadStatus::Running);
         }
         if self.lease_dir(handle.lease).join(PID_FILE).exists() {
@@ -337,8 +419,15 @@ impl Runtime for ProcessRuntime {
         let (pid, start) = parse_id(handle)?;
         let mut child = self.take_child(pid);
         let was_alive = alive(pid, start);
-        // Taken before any signal: once sshd's listener ends, its sessions' parent is init.
-        let others = workload_processes(was_alive.then_some(pid), handle.lease);
+        // Taken before any signal: once the first process ends, what it reaped for the
+        // workload (orphans, SSH sessions) is re-parented to init and no longer in its tree.
+        let leader: &[u32] = if was_alive { &[pid] } else { &[] };
+        let mut others = workload_processes(leader, Some(handle.lease));
+        for p in self.forget(handle.lease) {
+            if !others.contains(&p) {
+                others.push(p);
+            }
+        }
         if was_alive {
             signal_group(pid, Signal::SIGTERM);
             let exited = match child.as_mut() {
@@ -373,6 +462,8 @@ impl Runtime for ProcessRuntime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(format!("removing {}", pid_file.display()))(e)),
         }
+        // Keys, keyfiles and whatever else the workload wrote go with it; the log stays.
+        clear_lease_dir(&self.lease_dir(handle.lease))?;
         tracing::info!(target: "runtime", lease = %handle.lease, pid, was_alive, "process workload stopped");
         Ok(())
     }
@@ -403,12 +494,14 @@ impl Runtime for ProcessRuntime {
     }
 }
 
-/// The workload's processes other than this one, as (pid, start time): the group `leader`
-/// leads (when given: only a live leader proves the group is the workload's), whatever
-/// carries the lease id in its environment, and every descendant of those (sshd gives each
-/// SSH session a session of its own, and its renamed processes show no environment).
+/// The workload's processes other than this one, as (pid, start time): the groups `roots`
+/// lead (pass the first process only while it is alive: only then is its group the
+/// workload's), whatever carries the lease id in its environment, and every descendant of those
+/// (the first process is a subreaper, so what its descendants detach stays below it; sshd gives
+/// each SSH session a session of its own, and its renamed processes show no environment).
 /// Processes of other users whose environment cannot be read are only found as descendants.
-fn workload_processes(leader: Option<u32>, lease: B256) -> Vec<(u32, u64)> {
+/// With `lease` `None` no environment is read (the cheap look `status` takes).
+fn workload_processes(roots: &[u32], lease: Option<B256>) -> Vec<(u32, u64)> {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -421,7 +514,11 @@ fn workload_processes(leader: Option<u32>, lease: B256) -> Vec<(u32, u64)> {
         .collect();
     let mut found: HashSet<u32> = table
         .iter()
-        .filter(|(pid, s)| Some(s.pgrp) == leader || environ_names(*pid, lease) == Some(true))
+        .filter(|(pid, s)| {
+            roots.contains(pid)
+                || roots.contains(&s.pgrp)
+                || lease.is_some_and(|l| environ_names(*pid, l) == Some(true))
+        })
         .map(|(pid, _)| *pid)
         .collect();
     // Descendants, level by level; ends because `found` only grows, bounded by the table.
@@ -463,7 +560,8 @@ async fn end_processes(procs: &[(u32, u64)], lease: B256, grace: Duration) -> us
         }
     }
     // A fresh look too: catches what was forked while the first ones were ending.
-    let mut last = workload_processes(None, lease);
+    let roots: Vec<u32> = left.iter().map(|&(pid, _)| pid).collect();
+    let mut last = workload_processes(&roots, Some(lease));
     last.extend(left.iter().copied());
     for &(pid, start) in &last {
         signal_one(pid, start, Signal::SIGKILL);
@@ -481,6 +579,69 @@ fn signal_one(pid: u32, start: u64, signal: Signal) {
         // ESRCH (gone since) is fine.
         let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
     }
+}
+
+/// The executable file `program` names, as `execvp` would find it for a workload started in
+/// `cwd`: a name with a `/` as it is (relative to `cwd`), else the first executable file of
+/// that name in the directories of `path`. `None` if there is none.
+fn resolve_program(program: &str, path: Option<&OsStr>, cwd: &Path) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return executable(&p).then_some(p);
+    }
+    // An empty entry is the working directory, as for `execvp`.
+    std::env::split_paths(path?)
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// The `perl` the subreaper shim runs with, found once in the node's `PATH`; `None` (and one
+/// warning) when there is none.
+fn perl() -> Option<&'static Path> {
+    static PERL: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PERL.get_or_init(|| {
+        let found = resolve_program("perl", std::env::var_os("PATH").as_deref(), Path::new("/"));
+        if found.is_none() {
+            tracing::warn!(target: "runtime", "perl not found in PATH: process workloads run without a subreaper, so processes that detach and drop GPUFLOW_LEASE_ID can outlive `stop`");
+        }
+        found
+    })
+    .as_deref()
+}
+
+/// Deletes everything in the lease directory `dir` except the workload's log. A missing
+/// directory is fine.
+fn clear_lease_dir(dir: &Path) -> Result<(), RuntimeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == LOG_FILE {
+            continue;
+        }
+        let path = entry.path();
+        // Not following links: a link is removed, never what it points at.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let res = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", path.display()))(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The OS user this node runs as, and so the process runtime's workloads: the login name for

@@ -310,10 +310,10 @@ async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped()
             .await
             .unwrap();
         assert_eq!(&banner, b"SSH-2.0-", "log:\n{}", log());
-        let dir = rt.lease_dir(lease);
-        let keys = std::fs::read_to_string(dir.join("authorized_keys")).unwrap();
+        let ssh_dir = rt.lease_dir(lease).join("ssh");
+        let keys = std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap();
         assert_eq!(keys.trim_end(), spec.ssh_public_key.as_deref().unwrap());
-        assert!(dir.join("ssh_host_ed25519_key").exists());
+        assert!(ssh_dir.join("ssh_host_ed25519_key").exists());
     } else {
         // No SSH, said in the log, and the lease still serves HTTP.
         let deadline = tokio::time::Instant::now() + LIMIT;
@@ -345,4 +345,182 @@ fn login_user_is_the_password_file_name_of_this_process() {
         .unwrap();
     let me = String::from_utf8(id.stdout).unwrap();
     assert_eq!(login_user().as_deref(), Some(me.trim()));
+}
+
+/// `GET path` over HTTP/1.0 on 127.0.0.1:`port`: the status code.
+async fn http_status(port: u16, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok());
+    code.unwrap_or_else(|| panic!("no HTTP status for {path}: {text:?}"))
+}
+
+/// The local addresses (`/proc/net/tcp` and `tcp6` hex, e.g. `0100007F`) of every listening
+/// TCP socket on `port`.
+fn listen_addresses(port: u16) -> Vec<String> {
+    let port = format!("{port:04X}");
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st (0A: LISTEN)
+            if let (Some(local), Some("0A")) = (f.get(1), f.get(3).copied())
+                && let Some((addr, p)) = local.split_once(':')
+                && p == port
+            {
+                found.push(addr.to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_stand_in_serves_none_of_the_lease_files_and_listens_on_loopback_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(5));
+    let lease = B256::repeat_byte(0x08);
+    let spec = LeaseSpec {
+        command: crate::engine::default_command(),
+        ports: vec![8080, 22],
+        ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into()),
+        ..Default::default()
+    };
+    let h = rt.launch(lease, &spec).await.unwrap();
+    let (http, ssh) = (h.ports[0].host, h.ports[1].host);
+    assert!(reachable(http).await, "no HTTP on {http}");
+    let has_sshd = std::process::Command::new("sh")
+        .args(["-c", "command -v sshd || test -x /usr/sbin/sshd"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let log = || std::fs::read_to_string(rt.log_path(lease)).unwrap_or_default();
+    if has_sshd {
+        assert!(reachable(ssh).await, "no sshd on {ssh}; log:\n{}", log());
+    }
+    // The server answers, but none of the lease's files are there, wherever they are kept.
+    assert_eq!(http_status(http, "/").await, 200);
+    for path in [
+        "/ssh_host_ed25519_key",
+        "/authorized_keys",
+        "/ssh/ssh_host_ed25519_key",
+        "/ssh/authorized_keys",
+        "/pid.json",
+        "/workload.log",
+        "/../workload.log",
+        "/%2e%2e/pid.json",
+    ] {
+        assert_eq!(http_status(http, path).await, 404, "GET {path}");
+    }
+    // Both listen on the published address only: never 0.0.0.0 or [::].
+    let ports: &[u16] = if has_sshd { &[http, ssh] } else { &[http] };
+    for &port in ports {
+        let addrs = listen_addresses(port);
+        assert!(!addrs.is_empty(), "nothing listens on {port}");
+        assert!(
+            addrs.iter().all(|a| a == "0100007F"),
+            "port {port} listens on {addrs:?}, not only 127.0.0.1; log:\n{}",
+            log()
+        );
+    }
+    rt.stop(&h).await.unwrap();
+    // The host key is not left behind; the log is.
+    let dir = rt.lease_dir(lease);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, vec![LOG_FILE.to_owned()], "left in {}", dir.display());
+}
+
+/// Reads `pid` and its start time from the file `name` in the lease directory, once the
+/// workload wrote it (bounded).
+async fn pid_from(rt: &ProcessRuntime, lease: B256, name: &str) -> (u32, u64) {
+    let path = rt.lease_dir(lease).join(name);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(pid) = text.strip_suffix('\n').and_then(|p| p.parse().ok())
+            && let Some(stat) = read_stat(pid)
+        {
+            return (pid, stat.start);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts `(pid, start)` has ended; kills it first if not, so a failing test leaves nothing.
+fn assert_gone(pid: u32, start: u64, what: &str) {
+    let survived = alive(pid, start);
+    if survived {
+        signal_one(pid, start, Signal::SIGKILL);
+    }
+    assert!(!survived, "{what} (pid {pid}) outlived the lease");
+}
+
+/// A double fork into a session of its own with an empty environment: `sleep` ends up with no
+/// parent in the workload, no lease id and another group and session.
+const DETACH: &str = "env -i setsid sh -c 'sleep 300 & echo $! > escaped.pid' &";
+
+#[tokio::test]
+async fn stop_ends_a_process_that_detached_and_dropped_the_lease_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(2));
+    let lease = B256::repeat_byte(0x09);
+    let h = rt
+        .launch(lease, &sh(&format!("{DETACH} exec sleep 300")))
+        .await
+        .unwrap();
+    let (escaped, start) = pid_from(&rt, lease, "escaped.pid").await;
+    let (leader, _) = parse_id(&h).unwrap();
+    let stat = read_stat(escaped).unwrap();
+    assert_ne!(stat.pgrp, leader, "outside the workload's group");
+    assert_eq!(environ_names(escaped, lease), Some(false), "no lease id");
+    tokio::time::timeout(LIMIT, rt.stop(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_gone(escaped, start, "the detached process");
+}
+
+#[tokio::test]
+async fn stop_ends_what_a_workload_detached_before_its_first_process_exited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(2));
+    let lease = B256::repeat_byte(0x0a);
+    // The first process detaches a process, waits to be told, and exits.
+    let h = rt
+        .launch(
+            lease,
+            &sh(&format!(
+                "{DETACH} while [ ! -e go ]; do sleep 0.05; done; exit 0"
+            )),
+        )
+        .await
+        .unwrap();
+    let (escaped, start) = pid_from(&rt, lease, "escaped.pid").await;
+    // The engine polls the status of a running workload.
+    assert_eq!(rt.status(&h).await.unwrap(), WorkloadStatus::Running);
+    std::fs::write(rt.lease_dir(lease).join("go"), "").unwrap();
+    assert_eq!(
+        ended(&rt, &h).await,
+        WorkloadStatus::Exited { code: Some(0) }
+    );
+    assert!(alive(escaped, start), "the detached process still runs");
+    tokio::time::timeout(LIMIT, rt.stop(&h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_gone(escaped, start, "the detached process");
 }

@@ -20,6 +20,8 @@ fn quote_request() -> LeaseRequest {
         gpus: 1,
         env: Default::default(),
         ports: Vec::new(),
+        // Unsigned: the transport does not look at it.
+        auth: Default::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 mod common;
 mod fetch;
+mod flood;
 mod gossip;
 mod invalid;
 mod lease;

@@ -52,6 +52,14 @@ pub mod code {
     /// The renter wallet hit a per-wallet limit (too many live quotes, or too many pending
     /// leases cancelled recently); `message` says which and when to retry.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// The request is not signed by its renter wallet (or the signature is stale, for another
+    /// host, or used already).
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The renter wallet holds less than the quote's smallest deposit, or no gas to open it.
+    pub const INSUFFICIENT_FUNDS: &str = "insufficient_funds";
+    /// The host holds no GPUs for that quote (never issued to this peer, released, or its hold
+    /// lapsed): ask for a new quote.
+    pub const NO_HOLD: &str = "no_hold";
 }
 
 /// A request on `/gpuflow/lease/1`.
@@ -73,6 +81,19 @@ pub enum LeaseRequest {
         lease_id: B256,
         /// Hash of the `open` transaction, so the host need not wait for its chain watcher.
         tx_hash: B256,
+    },
+    /// The renter is about to send `open` for a quote it was given: the host keeps the quote's
+    /// GPUs held until the quote expires (without it, a hold lasts only a short while, so an
+    /// abandoned quote frees the GPUs soon). Answered [`LeaseResponse::Ack`].
+    Opening {
+        /// The lease id the quote becomes.
+        lease_id: B256,
+    },
+    /// The renter will not open this quote (it stopped before paying): the host frees its GPUs
+    /// at once. Answered [`LeaseResponse::Ack`].
+    Release {
+        /// The lease id the quote would have become.
+        lease_id: B256,
     },
     /// A renter-signed receipt of service for one of the host's leases, for the host to keep
     /// and publish with its offers (answered [`LeaseResponse::Ack`] when kept, else an error
@@ -115,6 +136,30 @@ pub struct QuoteRequest {
     /// Extra container ports to publish (at most [`MAX_REQUEST_PORTS`]), besides the template's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
+    /// The renter wallet's signature over this request, bound to the host and a fresh time
+    /// ([`crate::request_auth`]). Hosts refuse requests without it: a GPU reservation must
+    /// cost the requester a wallet it can sign for.
+    #[serde(default, skip_serializing_if = "RequestAuth::is_empty")]
+    pub auth: RequestAuth,
+}
+
+/// A renter's signature on a [`QuoteRequest`] (see [`crate::request_auth`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestAuth {
+    /// Unix seconds when the renter signed; hosts accept only recent ones.
+    pub issued_at: u64,
+    /// Random, so identical requests signed in the same second differ.
+    pub nonce: u64,
+    /// 65-byte `r || s || v` EIP-712 signature by the request's `renter`.
+    pub signature: Bytes,
+}
+
+impl RequestAuth {
+    /// True for the absent signature (what a request decodes to without `auth`).
+    pub fn is_empty(&self) -> bool {
+        self.issued_at == 0 && self.nonce == 0 && self.signature.is_empty()
+    }
 }
 
 /// A response on `/gpuflow/lease/1`.
@@ -289,6 +334,11 @@ mod tests {
             gpus: 2,
             env: BTreeMap::from([("HF_TOKEN".into(), "x".repeat(64))]),
             ports: vec![8888; MAX_REQUEST_PORTS],
+            auth: RequestAuth {
+                issued_at: u64::MAX,
+                nonce: u64::MAX,
+                signature: Bytes::from(vec![0xff; 65]),
+            },
         }
     }
 

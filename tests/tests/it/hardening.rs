@@ -127,11 +127,8 @@ async fn a_wallet_that_keeps_opening_and_cancelling_is_no_longer_quoted() {
     // Once the host has seen the cancellations on chain, this wallet is refused...
     let request = m.renter.quote_request(&m.host);
     let refused = poll(ACT_TIMEOUT, async || {
-        match m
-            .renter
-            .ask(&m.host, LeaseRequest::Quote(request.clone()))
-            .await
-        {
+        let signed = m.renter.signed(&m.host, &request);
+        match m.renter.ask(&m.host, LeaseRequest::Quote(signed)).await {
             LeaseResponse::Error { code: c, message } if c == code::RATE_LIMITED => Some(message),
             _ => None,
         }
@@ -141,9 +138,11 @@ async fn a_wallet_that_keeps_opening_and_cancelling_is_no_longer_quoted() {
     assert!(refused.contains("cancelled 3 pending leases"), "{refused}");
     assert!(refused.contains("try again in"), "{refused}");
 
-    // ...while another wallet is still quoted.
+    // ...while another (funded) wallet is still quoted.
+    mint(&m.chain, 5, U256::from(1_000_000u64)).await;
     let mut other = request;
     other.renter = m.chain.signer(5).address();
+    let other = m.renter.signed_by(&m.host, &other, &m.chain.signer(5));
     match m.renter.ask(&m.host, LeaseRequest::Quote(other)).await {
         LeaseResponse::Quote(_) => {}
         r => panic!("another wallet must still get a quote, got {r:?}"),

@@ -2,8 +2,10 @@
 //! workload is re-adopted, not doubled, and no second `start` is sent), and a node that comes
 //! back after the accept timeout (it does not start the lease; the renter gets everything back).
 //!
-//! Also: a workload that died with the node is relaunched (one process, billing unbroken); a
-//! lease closed while the node was down has its workload stopped; and a `start` caught by the
+//! Also: a workload that died with the node ends its lease as the host's fault, as when it dies
+//! with the node up (closed by the host, billed from the one start to the close, the rest
+//! refunded; never relaunched on new ports); a lease closed while the node was down has its
+//! workload stopped; and a `start` caught by the
 //! crash is sent again only if the chain node no longer holds it (anvil's automine is switched
 //! off so the transaction waits in its pool while the node is killed).
 
@@ -16,7 +18,7 @@ use gpuflow_tests::chain::{ACCEPT_TIMEOUT, HOST, RENTER, TestChain};
 use gpuflow_tests::host::{assert_serves, http_get, wait_refused};
 use gpuflow_tests::market::Market;
 use gpuflow_tests::poll::{poll, unix_now, wait_log, wait_wall_clock_past};
-use gpuflow_tests::rental::{Balances, Lease, assert_settled, fee, starts};
+use gpuflow_tests::rental::{Balances, Lease, assert_settled, closed_on_chain, fee, starts};
 
 /// How long a restarted node may take to reconcile its leases.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -199,7 +201,7 @@ fn assert_billed_from(closed: &GpuFlowEscrow::LeaseClosed, lease: &Lease, starte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_host_relaunches_a_workload_that_died_with_it_and_billing_continues() {
+async fn killed_host_ends_a_lease_whose_workload_died_with_it_as_a_host_fault() {
     let (mut m, lease) = Market::rent(600).await;
     let port = m.wait_running(&lease).await;
     let before = workload_pids(&m, &lease);
@@ -213,29 +215,47 @@ async fn killed_host_relaunches_a_workload_that_died_with_it_and_billing_continu
         wait_refused(port, RECOVERY_TIMEOUT).await,
         "port still open"
     );
+    let view = on_chain(&m, &lease).await;
+    assert_eq!(
+        view.status, 2,
+        "still running on chain when the node restarts"
+    );
 
+    // As when the workload dies under a running node: the host ends the lease and closes it.
     m.host.restart(&m.chain).await.unwrap();
     wait_host_log(
         &m,
-        "recovery: workload gone while the lease runs; relaunching it",
+        "recovery: workload died while the node was down; ending the lease",
     )
     .await;
-    let port = wait_served(&m, &lease).await;
-    let after = workload_pids(&m, &lease);
-    assert_eq!(after.len(), 1, "exactly one workload process: {after:?}");
-    assert_ne!(after, before, "a new process");
-    let view = on_chain(&m, &lease).await;
-    assert_eq!(view.status, 2, "still running on chain");
+    let closed = poll(RECOVERY_TIMEOUT, async || {
+        let s = m.renter.try_status(&m.host, lease.id).await?;
+        (s.state == "closed").then(|| assert_eq!(s.port, None, "{s:?}"))
+    })
+    .await;
+    assert!(closed.is_some(), "lease not closed; log:\n{}", m.host.log());
+    let log = m.host.log();
+    assert!(
+        !log.contains("relaunching it") && log.matches("process workload started").count() == 1,
+        "the workload was relaunched:\n{log}"
+    );
     assert_eq!(
-        view.since, started.since,
-        "billing continues from the first start"
+        workload_pids(&m, &lease),
+        Vec::<u32>::new(),
+        "no new process"
     );
     assert_eq!(starts(&m.chain, lease.id).await, 1, "exactly one start");
 
-    let closed = m.renter_close(&lease).await;
-    m.wait_stopped(&lease, port).await;
-    assert_eq!(workload_pids(&m, &lease), Vec::<u32>::new());
+    // Closed by the host (a host fault), billed from the first start to the close, the rest
+    // of the deposit refunded, to the unit.
+    let closed = closed_on_chain(&m.chain)
+        .await
+        .expect("LeaseClosed on chain");
+    assert_eq!(closed.closedBy, m.host_wallet(), "closed by the host");
+    assert_eq!(closed.reason, 1, "HostClosed");
+    assert!(closed.refund > U256::ZERO, "the unused deposit is refunded");
     assert_billed_from(&closed, &lease, U256::from(started.since));
+    m.check_payout(&lease, &closed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

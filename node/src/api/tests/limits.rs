@@ -1,5 +1,7 @@
 //! The bounds and guards: `Host` check, node errors, timeout, panics, concurrency, shutdown.
 
+use std::net::SocketAddr;
+
 use super::*;
 
 #[tokio::test]

@@ -18,9 +18,11 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use gpuflow_p2p::{Keypair, Multiaddr, P2pConfig, PeerId};
 use gpuflow_protocol::book::OfferBook;
-use gpuflow_protocol::escrow::{GpuFlowEscrow, MockStablecoin, Quote};
+use gpuflow_protocol::escrow::{self, GpuFlowEscrow, MockStablecoin, Quote};
 use gpuflow_protocol::offer::OfferId;
+use gpuflow_protocol::request_auth;
 use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, QuoteRequest};
+use gpuflow_tests::poll::unix_now;
 use gpuflow_tests::procs::bin;
 
 use super::repo_root;
@@ -229,7 +231,7 @@ async fn rent_from_host_b(
     let renter_key = PrivateKeySigner::from_str(RENTER_KEY)?;
     let renter_wallet = renter_key.address();
     let provider: DynProvider = ProviderBuilder::new()
-        .wallet(renter_key)
+        .wallet(renter_key.clone())
         .connect_http(rpc.parse()?)
         .erased();
     let stop = CancellationToken::new();
@@ -239,28 +241,33 @@ async fn rent_from_host_b(
         OfferBook::new(),
     )?;
     tokio::spawn(p2p_loop.run(stop));
+    let escrow_addr = addr_field(devnet, "escrow");
+    let mut request = QuoteRequest {
+        offer_id: OfferId::derive(&peer, "rtx_3090"),
+        renter: renter_wallet,
+        duration_secs: 600,
+        image_or_template: "pytorch".into(),
+        ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into(),
+        gpus: 1,
+        env: Default::default(),
+        ports: Vec::new(),
+        auth: Default::default(),
+    };
+    request_auth::sign(
+        &mut request,
+        &renter_key,
+        &peer.to_string(),
+        unix_now(),
+        &escrow::domain(CHAIN_ID, escrow_addr),
+    )?;
     let resp = p2p
-        .request_lease(
-            peer,
-            Some(addr.clone()),
-            LeaseRequest::Quote(QuoteRequest {
-                offer_id: OfferId::derive(&peer, "rtx_3090"),
-                renter: renter_wallet,
-                duration_secs: 600,
-                image_or_template: "pytorch".into(),
-                ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into(),
-                gpus: 1,
-                env: Default::default(),
-                ports: Vec::new(),
-            }),
-        )
+        .request_lease(peer, Some(addr.clone()), LeaseRequest::Quote(request))
         .await?;
     let LeaseResponse::Quote(signed) = resp else {
         bail!("expected a quote, got {resp:?}");
     };
     let quote = Quote::from(signed.quote.clone());
     assert_eq!(quote.host, HOST_B);
-    let escrow_addr = addr_field(devnet, "escrow");
     let token = MockStablecoin::new(addr_field(devnet, "token"), provider.clone());
     let escrow = GpuFlowEscrow::new(escrow_addr, provider);
     let deposit = quote.pricePerSecond * U256::from(600u64);
