@@ -4,10 +4,8 @@
 //!
 //! Every JSON-RPC request gives up after [`rpc_timeout`] (default [`RPC_TIMEOUT`],
 //! `GPUFLOW_RPC_TIMEOUT_SECS`): an RPC that accepts the connection and never answers fails the
-//! command with [`RpcTimeout`], which names the RPC and says what to do, instead of hanging it.
+//! command with [`gpuflow_rpc::RpcTimeout`], which names the RPC and says what to do, instead of hanging it.
 
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use alloy::network::TransactionBuilder;
@@ -17,12 +15,10 @@ use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
-use alloy::transports::http::{Http, reqwest};
-use alloy::transports::{RpcError, TransportError, TransportErrorKind, TransportFut};
+use alloy::transports::http::reqwest;
 use anyhow::{Context, anyhow, bail};
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::MockStablecoin::{self, MockStablecoinInstance};
-use tower_service::Service;
 
 /// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
 pub(crate) mod status {
@@ -96,100 +92,25 @@ pub(crate) fn rpc_timeout(env: crate::bootstrap::Env<'_>) -> Result<Duration, St
     }
 }
 
-/// An RPC request that got no answer in time.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "the chain RPC at {url} did not answer within {secs} s; is it overloaded or stuck? set \
-     --rpc-url or GPUFLOW_RPC_URL to another RPC ({RPC_TIMEOUT_ENV} sets how long to wait)"
-)]
-pub(crate) struct RpcTimeout {
-    url: Arc<str>,
-    secs: u64,
-}
+pub(crate) use gpuflow_rpc::timeout_in;
 
-/// The [`RpcTimeout`] in `e`'s chain of causes, if the failure was one.
-pub(crate) fn timeout_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a RpcTimeout> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(t) = c.downcast_ref::<RpcTimeout>() {
-            return Some(t);
-        }
-        cur = c.source();
-    }
-    None
-}
+/// What a timed-out request tells the user to do.
+const TIMEOUT_ADVICE: &str = "; is it overloaded or stuck? set --rpc-url or GPUFLOW_RPC_URL to \
+                              another RPC (GPUFLOW_RPC_TIMEOUT_SECS sets how long to wait)";
 
-/// The reqwest transport with a deadline on every request: what does not answer in time fails
-/// with [`RpcTimeout`] (reqwest's own timeouts, the backstop, are mapped to it too).
-#[derive(Clone)]
-struct TimedHttp {
-    inner: Http<reqwest::Client>,
-    url: Arc<str>,
-    timeout: Duration,
-}
-
-impl TimedHttp {
-    fn elapsed(&self) -> TransportError {
-        TransportErrorKind::custom(RpcTimeout {
-            url: self.url.clone(),
-            secs: self.timeout.as_secs(),
-        })
-    }
-}
-
-/// Whether `e` is reqwest giving up (its request or connect timeout).
-fn is_reqwest_timeout(e: &TransportError) -> bool {
-    matches!(e, RpcError::Transport(TransportErrorKind::Custom(c))
-        if c.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout))
-}
-
-// Generic over the request only because alloy's `RequestPacket` is not re-exported with the
-// features this workspace enables; alloy uses it with `RequestPacket`.
-impl<R> Service<R> for TimedHttp
-where
-    Http<reqwest::Client>: Service<R, Error = TransportError>,
-    <Http<reqwest::Client> as Service<R>>::Future: Send + 'static,
-{
-    type Response = <Http<reqwest::Client> as Service<R>>::Response;
-    type Error = TransportError;
-    type Future = TransportFut<'static, Self::Response>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        let call = self.inner.call(req);
-        let this = self.clone();
-        Box::pin(async move {
-            match tokio::time::timeout(this.timeout, call).await {
-                Ok(Err(e)) if is_reqwest_timeout(&e) => Err(this.elapsed()),
-                Ok(answer) => answer,
-                Err(_) => Err(this.elapsed()),
-            }
-        })
-    }
-}
-
-/// An RPC client for `url` whose every request gives up after `timeout`.
+/// An RPC client for `url` whose every request gives up after `timeout` with [`gpuflow_rpc::RpcTimeout`].
 pub(crate) fn rpc_client(
     url: reqwest::Url,
     timeout: Duration,
 ) -> Result<RpcClient, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        // The backstop; the deadline in `TimedHttp` fires first.
-        .timeout(timeout + Duration::from_secs(1))
-        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-        .build()?;
-    let name: Arc<str> = Arc::from(url.as_str());
-    let http = Http::with_client(client, url);
-    let is_local = http.guess_local();
-    let timed = TimedHttp {
-        inner: http,
-        url: name,
-        timeout,
-    };
-    Ok(RpcClient::new(timed, is_local))
+    gpuflow_rpc::client(
+        url,
+        gpuflow_rpc::Options {
+            connect_timeout: CONNECT_TIMEOUT,
+            advice: TIMEOUT_ADVICE,
+            ..gpuflow_rpc::Options::new(timeout)
+        },
+    )
 }
 
 /// `rpc` as a URL the CLI can use: http or https only, so a typo like `ftp://` or a bare
@@ -456,7 +377,7 @@ mod tests {
     }
 
     /// D6: a chain RPC that accepts the connection and never answers used to hang every
-    /// command; each request now fails after the timeout with [`RpcTimeout`], naming the RPC.
+    /// command; each request now fails after the timeout with [`gpuflow_rpc::RpcTimeout`], naming the RPC.
     #[tokio::test]
     async fn a_frozen_rpc_fails_the_request_in_time_naming_the_rpc() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alloy::network::ReceiptResponse;
@@ -25,12 +24,10 @@ use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder};
 use alloy::rpc::client::RpcClient;
 use alloy::sol_types::Eip712Domain;
-use alloy::transports::http::Http;
-use alloy::transports::http::reqwest::{self, Url};
-use alloy::transports::{RpcError, TransportError, TransportErrorKind, TransportFut};
+use alloy::transports::TransportError;
+use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{Quote, domain, lease_id};
-use tower_service::Service;
 
 use super::events::decode;
 use crate::earnings::Payout;
@@ -69,121 +66,47 @@ pub fn rpc_client(rpc: Url, timeout: Duration) -> RpcClient {
 
 /// [`rpc_client`] keeping its outage state in `outage`.
 fn timed_client(rpc: Url, timeout: Duration, outage: &'static AtomicBool) -> RpcClient {
-    let client = reqwest::Client::builder()
-        // The backstop; the deadline in `TimedHttp` fires first.
-        .timeout(timeout + Duration::from_secs(1))
-        .connect_timeout(RPC_CONNECT_TIMEOUT.min(timeout))
-        .build()
+    let opts = gpuflow_rpc::Options {
+        connect_timeout: RPC_CONNECT_TIMEOUT,
+        observer: Some(Arc::new(OutageLog(outage))),
+        ..gpuflow_rpc::Options::new(timeout)
+    };
+    gpuflow_rpc::client(rpc.clone(), opts).unwrap_or_else(|e| {
         // Only a TLS back-end that cannot initialise fails here; without the limits the node
         // still works, as it did before them.
-        .unwrap_or_default();
-    let name: Arc<str> = Arc::from(rpc.as_str());
-    let http = Http::with_client(client, rpc);
-    let is_local = http.guess_local();
-    let timed = TimedHttp {
-        inner: http,
-        url: name,
-        timeout,
-        outage,
-    };
-    RpcClient::new(timed, is_local)
+        tracing::warn!(target: "chain", error = %e, "no RPC timeouts: the HTTP client could not be built");
+        RpcClient::new_http(rpc)
+    })
 }
 
-/// A JSON-RPC request that got no answer within the timeout.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the chain RPC at {url} did not answer within {secs} s")]
-pub struct RpcTimeout {
-    url: Arc<str>,
-    secs: u64,
-}
+pub use gpuflow_rpc::RpcTimeout;
 
 /// Whether the node's RPC is in an outage (its last request got no answer): one warning when
 /// it starts, one line when it ends, however many providers and calls see it.
 static RPC_OUTAGE: AtomicBool = AtomicBool::new(false);
 
-/// The reqwest transport with a deadline on every request, and the outage warning.
-#[derive(Clone)]
-struct TimedHttp {
-    inner: Http<reqwest::Client>,
-    url: Arc<str>,
-    timeout: Duration,
-    /// [`RPC_OUTAGE`] (tests keep their own).
-    outage: &'static AtomicBool,
-}
+/// Logs the start and end of an RPC outage once each ([`RPC_OUTAGE`]; tests keep their own).
+struct OutageLog(&'static AtomicBool);
 
-/// Whether `e` means the RPC did not answer at all: reqwest's request or connect timeout, or
-/// no connection. An HTTP error status or a JSON-RPC error is an answer.
-fn no_answer(e: &TransportError) -> bool {
-    matches!(e, RpcError::Transport(TransportErrorKind::Custom(c))
-        if c.downcast_ref::<reqwest::Error>().is_some_and(|r| r.is_timeout() || r.is_connect())
-            || c.is::<RpcTimeout>())
-}
-
-impl TimedHttp {
-    fn outcome<T>(&self, r: Result<T, TransportError>) -> Result<T, TransportError> {
-        match r {
-            Ok(v) => {
-                if self.outage.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "chain", rpc = %self.url, "the chain RPC answers again");
-                }
-                Ok(v)
-            }
-            Err(e) if no_answer(&e) => {
-                if !self.outage.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        target: "chain",
-                        rpc = %self.url,
-                        timeout_s = self.timeout.as_secs(),
-                        error = %e,
-                        "the chain RPC stopped answering; chain reads and host transactions \
-                         are retried with backoff until it answers (check the chain node or \
-                         point --rpc-url at another)"
-                    );
-                }
-                Err(e)
-            }
-            Err(e) => Err(e),
+impl gpuflow_rpc::Observer for OutageLog {
+    fn answered(&self, url: &str) {
+        if self.0.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "chain", rpc = %url, "the chain RPC answers again");
         }
     }
-}
 
-// Generic over the request only because alloy's `RequestPacket` is not re-exported with the
-// features this workspace enables; alloy uses it with `RequestPacket`.
-impl<R> Service<R> for TimedHttp
-where
-    Http<reqwest::Client>: Service<R, Error = TransportError>,
-    <Http<reqwest::Client> as Service<R>>::Future: Send + 'static,
-{
-    type Response = <Http<reqwest::Client> as Service<R>>::Response;
-    type Error = TransportError;
-    type Future = TransportFut<'static, Self::Response>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        let call = self.inner.call(req);
-        let this = self.clone();
-        Box::pin(async move {
-            let elapsed = || {
-                TransportErrorKind::custom(RpcTimeout {
-                    url: this.url.clone(),
-                    secs: this.timeout.as_secs(),
-                })
-            };
-            let r = match tokio::time::timeout(this.timeout, call).await {
-                Ok(Err(e))
-                    if matches!(&e, RpcError::Transport(TransportErrorKind::Custom(c))
-                        if c.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)) =>
-                {
-                    Err(elapsed())
-                }
-                Ok(answer) => answer,
-                Err(_) => Err(elapsed()),
-            };
-            this.outcome(r)
-        })
+    fn no_answer(&self, url: &str, timeout: Duration, error: &TransportError) {
+        if !self.0.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "chain",
+                rpc = %url,
+                timeout_s = timeout.as_secs(),
+                %error,
+                "the chain RPC stopped answering; chain reads and host transactions are \
+                 retried with backoff until it answers (check the chain node or point \
+                 --rpc-url at another)"
+            );
+        }
     }
 }
 

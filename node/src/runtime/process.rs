@@ -512,15 +512,18 @@ fn workload_processes(roots: &[u32], lease: Option<B256>) -> Vec<(u32, u64)> {
         .filter_map(|pid| Some((pid, read_stat(pid)?)))
         .filter(|(_, s)| s.state != 'Z' && s.state != 'X')
         .collect();
-    let mut found: HashSet<u32> = table
-        .iter()
-        .filter(|(pid, s)| {
-            roots.contains(pid)
-                || roots.contains(&s.pgrp)
-                || lease.is_some_and(|l| environ_names(*pid, l) == Some(true))
-        })
-        .map(|(pid, _)| *pid)
-        .collect();
+    // The roots count even when the table left them out: a first process that has just
+    // exited is a zombie (not in the table) while its orphans still name it as their parent.
+    let mut found: HashSet<u32> = roots.iter().copied().collect();
+    found.extend(
+        table
+            .iter()
+            .filter(|(pid, s)| {
+                roots.contains(&s.pgrp)
+                    || lease.is_some_and(|l| environ_names(*pid, l) == Some(true))
+            })
+            .map(|(pid, _)| *pid),
+    );
     // Descendants, level by level; ends because `found` only grows, bounded by the table.
     loop {
         let before = found.len();
