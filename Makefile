@@ -1,7 +1,7 @@
 # GPUFlow — one entry point for people and CI.
 #   make devnet   anvil + escrow + 10 funded accounts + two host nodes (scripts/devnet.sh); Ctrl-C stops it
 #   make test     every test: Solidity (forge) and Rust (cargo), installing pinned tools first
-#   make lint     rustfmt + clippy with warnings as errors
+#   make lint     rustfmt + clippy with warnings as errors + no import cycle among node/'s modules
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -50,6 +50,7 @@ test-rust: tools
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	python3 scripts/check-module-cycles.py node/src
 
 fmt:
 	cargo fmt --all

@@ -18,7 +18,6 @@ use gpuflow_protocol::escrow::GpuFlowEscrow::GpuFlowEscrowInstance;
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
-use crate::chain::{EventMeta, LeaseEvent};
 use crate::lease::record::to_i64;
 
 /// Basis points in one whole (the escrow's `BPS`).
@@ -29,63 +28,7 @@ const BPS: u64 = 10_000;
 #[error("payout records in the node database: {0}")]
 pub struct PayoutError(#[from] sqlx::Error);
 
-/// What kind of event paid the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayoutKind {
-    /// `Withdrawn`: a withdrawal while the lease runs.
-    Withdrawn,
-    /// `LeaseClosed`: the host's share at close.
-    Closed,
-}
-
-impl PayoutKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            PayoutKind::Withdrawn => "withdrawn",
-            PayoutKind::Closed => "closed",
-        }
-    }
-}
-
-/// One payment from the escrow to the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Payout {
-    /// Where the event is on chain.
-    pub meta: EventMeta,
-    /// The lease that paid.
-    pub lease: B256,
-    /// Which event.
-    pub kind: PayoutKind,
-    /// Paid to the host, net of the fee.
-    pub amount: U256,
-    /// The protocol fee taken.
-    pub fee: U256,
-}
-
-impl Payout {
-    /// The payout an escrow event records, if it paid the host anything.
-    pub fn from_event(meta: EventMeta, event: &LeaseEvent) -> Option<Self> {
-        let (lease, kind, amount, fee) = match event {
-            LeaseEvent::Withdrawn { lease, amount, fee } => {
-                (*lease, PayoutKind::Withdrawn, *amount, *fee)
-            }
-            LeaseEvent::Closed {
-                lease,
-                host_amount,
-                fee,
-                ..
-            } => (*lease, PayoutKind::Closed, *host_amount, *fee),
-            _ => return None,
-        };
-        (!amount.is_zero() || !fee.is_zero()).then_some(Self {
-            meta,
-            lease,
-            kind,
-            amount,
-            fee,
-        })
-    }
-}
+pub use crate::chain::{Payout, PayoutKind};
 
 /// The payout table of one stream (chain id, escrow, host). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -219,7 +162,7 @@ pub async fn pending<P: Provider>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::CloseReason;
+    use crate::chain::{CloseReason, EventMeta, LeaseEvent};
     use crate::lease::record::open_pool;
 
     fn meta(block: u64, log: u64) -> EventMeta {

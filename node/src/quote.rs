@@ -53,8 +53,8 @@ use crate::runtime::RuntimeKind;
 #[path = "quote_spec.rs"]
 pub mod spec;
 
-/// How long the GPUs are held for a quote, and so how long the quote can be opened.
-pub const RESERVATION_SECS: u64 = 300;
+/// How long a quote can be opened unless configured (`[offers] quote_ttl_secs`).
+pub const RESERVATION_SECS: u64 = crate::config::DEFAULT_QUOTE_TTL_SECS;
 
 /// Live quotes (GPU reservations) one renter wallet may hold on this host at once. A renter
 /// needs one to rent; a few more let it compare offers. Beyond this the request is refused

@@ -59,7 +59,7 @@ pub use view::{
 
 /// Where the API listens unless configured otherwise: loopback only. Binding elsewhere is a
 /// deliberate choice (see the module docs).
-pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8686";
+pub use crate::config::DEFAULT_API_ADDR;
 
 /// Default [`ApiLimits::header_read_timeout`]: a connection has this long to send a complete
 /// request head (its first one from the accept, a later one from its first byte).

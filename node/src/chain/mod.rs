@@ -9,10 +9,12 @@
 pub(crate) use gpuflow_protocol::backoff;
 pub mod cursor;
 pub mod events;
+pub mod payout;
 pub mod tx;
 pub mod watcher;
 
 pub use events::{ChainEvent, CloseReason, EventMeta, LeaseEvent};
+pub use payout::{Payout, PayoutKind};
 pub use tx::{HostTx, TxError};
 pub use watcher::{Watcher, WatcherConfig, WatcherHandle, WatcherStatus};
 

@@ -29,8 +29,8 @@ use alloy::transports::http::reqwest::Url;
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::{Quote, domain, lease_id};
 
+use super::Payout;
 use super::events::decode;
-use crate::earnings::Payout;
 use crate::wallet::HostWallet;
 
 /// Gas added to every estimate on top of 25 %: one more ERC-20 transfer (a payout that was zero

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use alloy::primitives::Address;
 
+use super::RuntimeKind;
 use super::daemon::{ApiLayer, ApiListen, EarningsLayer, RuntimeLayer};
 use super::{
     ChainLayer, ConfigError, ConfigLayer, Detection, Env, MachineLayer, OffersLayer, WalletLayer,
     default_config_file, read_file,
 };
-use crate::runtime::RuntimeKind;
 
 /// Configuration flags. Each setting can also come from the config file (key in brackets) and
 /// from a `GPUFLOW_*` variable; a flag beats the variable, which beats the file, which beats the

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::api::DEFAULT_API_ADDR;
+/// Where the local API listens unless configured: loopback only.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8686";
 
 /// Default seconds between two scheduled `withdrawMany` batches.
 pub const DEFAULT_WITHDRAW_INTERVAL_SECS: u64 = 3600;
@@ -106,7 +107,7 @@ pub struct ApiLayer {
 #[serde(deny_unknown_fields)]
 pub struct RuntimeLayer {
     /// `process` or `docker`.
-    pub kind: Option<crate::runtime::RuntimeKind>,
+    pub kind: Option<RuntimeKind>,
 }
 
 /// `[earnings]`.
@@ -138,5 +139,35 @@ mod tests {
         let err = "localhost".parse::<ApiListen>().unwrap_err();
         assert!(err.contains("127.0.0.1:8686"), "{err}");
         assert_eq!(ApiListen::Off.to_string(), "off");
+    }
+}
+
+/// Which driver a workload runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// A child process of the node.
+    Process,
+    /// A Docker container.
+    Docker,
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "process" => Ok(RuntimeKind::Process),
+            "docker" => Ok(RuntimeKind::Docker),
+            other => Err(format!("`{other}` is not a runtime; use process or docker")),
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
+        })
     }
 }

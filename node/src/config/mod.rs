@@ -18,12 +18,10 @@ use gpuflow_protocol::money;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::runtime::RuntimeKind;
-
 pub use args::ConfigArgs;
 pub use daemon::{
-    ApiLayer, ApiListen, DEFAULT_WITHDRAW_INTERVAL_SECS, EarningsLayer, EarningsSettings,
-    KeystoreSettings, RuntimeLayer,
+    ApiLayer, ApiListen, DEFAULT_API_ADDR, DEFAULT_WITHDRAW_INTERVAL_SECS, EarningsLayer,
+    EarningsSettings, KeystoreSettings, RuntimeKind, RuntimeLayer,
 };
 pub use example::EXAMPLE;
 pub use layer::{ChainLayer, ConfigLayer, GpuLayer, MachineLayer, OffersLayer, WalletLayer};
@@ -36,6 +34,8 @@ pub const DEFAULT_OFFER_TTL_SECS: u64 = 600;
 /// Default shortest lease, seconds (10 minutes): below it, a lease costs the host a launch and
 /// two transactions for less than it earns.
 pub const DEFAULT_MIN_DURATION_SECS: u64 = 600;
+/// Default quote lifetime, seconds: how long a quote can be opened.
+pub const DEFAULT_QUOTE_TTL_SECS: u64 = 300;
 /// Default hold of a quote's GPUs before the renter says it is opening it, seconds: the CLI
 /// sends "opening" about a second after the quote, so an abandoned quote frees them soon.
 pub const DEFAULT_QUOTE_HOLD_SECS: u64 = 30;
@@ -391,11 +391,10 @@ impl Config {
             ttl_secs: o.ttl_secs.unwrap_or(DEFAULT_OFFER_TTL_SECS),
             min_duration_secs: o.min_duration_secs.unwrap_or(DEFAULT_MIN_DURATION_SECS),
             max_duration_secs: o.max_duration_secs.unwrap_or(7 * 86_400),
-            quote_ttl_secs: o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS),
+            quote_ttl_secs: o.quote_ttl_secs.unwrap_or(DEFAULT_QUOTE_TTL_SECS),
             // A hold never outlives its quote: the default shrinks with a short TTL.
             quote_hold_secs: o.quote_hold_secs.unwrap_or_else(|| {
-                DEFAULT_QUOTE_HOLD_SECS
-                    .min(o.quote_ttl_secs.unwrap_or(crate::quote::RESERVATION_SECS))
+                DEFAULT_QUOTE_HOLD_SECS.min(o.quote_ttl_secs.unwrap_or(DEFAULT_QUOTE_TTL_SECS))
             }),
             templates: o.templates.unwrap_or_default(),
             withdraw_on_shutdown: o.withdraw_on_shutdown.unwrap_or(true),

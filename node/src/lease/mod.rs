@@ -7,6 +7,7 @@
 pub mod record;
 pub mod spec;
 pub mod state;
+pub mod workload;
 
 pub use record::{LeaseRecord, LeaseRepo, RepoError};
 pub use spec::LeaseSpec;

@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 
 use super::spec::LeaseSpec;
 use super::state::{Event, State, TransitionError, next};
-use crate::runtime::WorkloadHandle;
+use super::workload::WorkloadHandle;
 
 /// One lease as this host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,65 +20,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::B256;
-use serde::{Deserialize, Serialize};
 
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 
 pub use docker::{DockerConfig, DockerRuntime};
 pub use process::{ProcessConfig, ProcessRuntime};
 
-/// Which driver a workload runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeKind {
-    /// A child process of the node.
-    Process,
-    /// A Docker container.
-    Docker,
-}
+pub use crate::config::RuntimeKind;
 
-impl std::str::FromStr for RuntimeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "process" => Ok(RuntimeKind::Process),
-            "docker" => Ok(RuntimeKind::Docker),
-            other => Err(format!("`{other}` is not a runtime; use process or docker")),
-        }
-    }
-}
-
-impl std::fmt::Display for RuntimeKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RuntimeKind::Process => "process",
-            RuntimeKind::Docker => "docker",
-        })
-    }
-}
-
-/// A workload port published on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortMapping {
-    /// The port the workload listens on (inside the container; for a process, the same as
-    /// `host`).
-    pub workload: u16,
-    /// The port renters connect to on the host.
-    pub host: u16,
-}
-
-/// How the node finds a running workload again. Persisted in the lease record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkloadHandle {
-    /// The driver that launched it.
-    pub kind: RuntimeKind,
-    /// The lease it belongs to.
-    pub lease: B256,
-    /// Process id (process runtime) or container id (Docker).
-    pub id: String,
-    /// Published ports, in the order of the spec (Docker: SSH first when a key was given).
-    pub ports: Vec<PortMapping>,
-}
+pub use crate::lease::workload::{PortMapping, WorkloadHandle};
 
 /// What a workload is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
