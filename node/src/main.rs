@@ -27,7 +27,7 @@ use cmd::keystore::KeystoreCmd;
 /// file, GPUFLOW_* environment variables, command-line flags. `gpuflow-node init` writes a
 /// commented config file. Logs go to stderr (filter with RUST_LOG, e.g.
 /// RUST_LOG=info,offers=debug; targets: node, p2p, offers, store, gpu, lease, chain, runtime,
-/// api, wallet).
+/// api, wallet, reliability).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
