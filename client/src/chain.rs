@@ -376,42 +376,12 @@ mod tests {
         assert_eq!(explain_rpc("connection refused"), "connection refused");
     }
 
-    /// D6: a chain RPC that accepts the connection and never answers used to hang every
-    /// command; each request now fails after the timeout with [`gpuflow_rpc::RpcTimeout`], naming the RPC.
-    #[tokio::test]
-    async fn a_frozen_rpc_fails_the_request_in_time_naming_the_rpc() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url: reqwest::Url = format!("http://{}", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        let hold = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((sock, _)) = listener.accept().await {
-                held.push(sock);
-            }
-        });
-        let timeout = Duration::from_secs(1);
-        let provider = ProviderBuilder::new()
-            .connect_client(rpc_client(url.clone(), timeout).unwrap())
-            .erased();
-        let t0 = std::time::Instant::now();
-        let err = tokio::time::timeout(Duration::from_secs(10), provider.get_chain_id())
-            .await
-            .expect("still waiting after 10 s")
-            .unwrap_err();
-        assert!(t0.elapsed() >= timeout, "{err}");
-        assert!(timeout_in(&err).is_some(), "{err:?}");
-        let text = err.to_string();
-        assert!(
-            text.contains(&format!("the chain RPC at {url} did not answer within 1 s")),
-            "{text}"
-        );
-        assert!(
-            text.contains("--rpc-url") && text.contains(RPC_TIMEOUT_ENV),
-            "{text}"
-        );
-        hold.abort();
-
+    /// The timeout is `GPUFLOW_RPC_TIMEOUT_SECS` when valid (the transport itself is tested in
+    /// `gpuflow-rpc`, the CLI's message end to end in `tests/it/rpc_timeouts.rs`), and the
+    /// message tells the user what to change.
+    #[test]
+    fn the_rpc_timeout_comes_from_the_environment_and_its_message_says_what_to_do() {
+        assert!(TIMEOUT_ADVICE.contains("--rpc-url") && TIMEOUT_ADVICE.contains(RPC_TIMEOUT_ENV));
         let env = |v: &'static str| move |k: &str| (k == RPC_TIMEOUT_ENV).then(|| v.to_owned());
         assert_eq!(rpc_timeout(&|_: &str| None), Ok(RPC_TIMEOUT));
         assert_eq!(rpc_timeout(&env("7")), Ok(Duration::from_secs(7)));

@@ -495,6 +495,19 @@ impl QuoteDesk {
         busy: &HashSet<String>,
     ) -> Result<SignedQuote, QuoteError> {
         let checked = self.precheck(peer, req, now)?;
+        self.quote_checked(peer, req, now, busy, checked)
+    }
+
+    /// [`QuoteDesk::quote_around`] for a request [`QuoteDesk::precheck`] already passed (at the
+    /// same `now`, with nothing reserved since), so its signature is not verified twice.
+    pub fn quote_checked(
+        &mut self,
+        peer: &str,
+        req: &QuoteRequest,
+        now: u64,
+        busy: &HashSet<String>,
+        checked: Precheck,
+    ) -> Result<SignedQuote, QuoteError> {
         let desk_offer = self
             .offers
             .get(&req.offer_id)

@@ -145,9 +145,9 @@ async fn quote_with_leases(
 ) -> Result<SignedQuote, QuoteError> {
     let now = unix_now();
     let leases = |e: EngineError| QuoteError::Leases(e.to_string());
+    let checked = desk.precheck(peer, req, now)?;
     let busy = match front {
         Some(f) => {
-            let checked = desk.precheck(peer, req, now)?;
             let since = now.saturating_sub(CANCEL_WINDOW_SECS);
             let cancels = f.cancelled_by(req.renter, since).await.map_err(leases)?;
             check_cancels(req.renter, &cancels, now)?;
@@ -161,7 +161,7 @@ async fn quote_with_leases(
         }
         None => HashSet::new(),
     };
-    desk.quote_around(peer, req, now, &busy)
+    desk.quote_checked(peer, req, now, &busy, checked)
 }
 
 /// The renter must hold the quote's smallest deposit and gas for [`OPEN_GAS_BUDGET`] at the

@@ -197,20 +197,20 @@ async fn main() {
     let ssh = renter.ssh_key();
 
     // The other renter's lease runs all along on one of the two GPUs.
-    let kept = other
-        .json(&[
-            "rent",
-            &offer,
-            "--gpus",
-            "1",
-            "--hours",
-            "1",
-            "--ssh-key",
-            &ssh,
-            "--yes",
-            "--json",
-        ])
-        .await;
+    // One GPU for an hour, as both renters ask.
+    let rent = [
+        "rent",
+        &offer,
+        "--gpus",
+        "1",
+        "--hours",
+        "1",
+        "--ssh-key",
+        &ssh,
+        "--yes",
+        "--json",
+    ];
+    let kept = other.json(&rent).await;
     let kept_port = u16::try_from(kept["ports"][0]["host"].as_u64().expect("port")).expect("port");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -283,20 +283,7 @@ async fn main() {
                 searched += 1;
             }
             let t = Instant::now();
-            let out = renter
-                .run(&[
-                    "rent",
-                    &offer,
-                    "--gpus",
-                    "1",
-                    "--hours",
-                    "1",
-                    "--ssh-key",
-                    &ssh,
-                    "--yes",
-                    "--json",
-                ])
-                .await;
+            let out = renter.run(&rent).await;
             eprintln!(
                 "try {i}: rent {} ms (exit {})",
                 t.elapsed().as_millis(),

@@ -281,15 +281,17 @@ async fn stop_ends_processes_that_left_the_group() {
     }
 }
 
-#[tokio::test]
-async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = runtime(tmp.path(), Duration::from_secs(5));
-    let lease = B256::repeat_byte(0x07);
+/// The renter key the stand-in tests install.
+const STAND_IN_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test";
+
+/// Launches the stand-in with HTTP on 8080 and SSH on 22; returns the handle, the HTTP and SSH
+/// host ports (HTTP already answering) and whether this machine has an sshd.
+async fn launch_stand_in(rt: &ProcessRuntime, lease: B256) -> (WorkloadHandle, u16, u16, bool) {
     let spec = LeaseSpec {
         command: crate::engine::default_command(),
         ports: vec![8080, 22],
-        ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into()),
+        ssh_public_key: Some(STAND_IN_KEY.into()),
         ..Default::default()
     };
     let h = rt.launch(lease, &spec).await.unwrap();
@@ -301,6 +303,15 @@ async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped()
         .unwrap()
         .status
         .success();
+    (h, http, ssh, has_sshd)
+}
+
+#[tokio::test]
+async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), Duration::from_secs(5));
+    let lease = B256::repeat_byte(0x07);
+    let (h, http, ssh, has_sshd) = launch_stand_in(&rt, lease).await;
     let log = || std::fs::read_to_string(rt.log_path(lease)).unwrap_or_default();
     if has_sshd {
         assert!(reachable(ssh).await, "no sshd on {ssh}; log:\n{}", log());
@@ -312,7 +323,7 @@ async fn the_stand_in_serves_http_and_ssh_on_the_published_ports_until_stopped()
         assert_eq!(&banner, b"SSH-2.0-", "log:\n{}", log());
         let ssh_dir = rt.lease_dir(lease).join("ssh");
         let keys = std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap();
-        assert_eq!(keys.trim_end(), spec.ssh_public_key.as_deref().unwrap());
+        assert_eq!(keys.trim_end(), STAND_IN_KEY);
         assert!(ssh_dir.join("ssh_host_ed25519_key").exists());
     } else {
         // No SSH, said in the log, and the lease still serves HTTP.
@@ -386,21 +397,7 @@ async fn the_stand_in_serves_none_of_the_lease_files_and_listens_on_loopback_onl
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime(tmp.path(), Duration::from_secs(5));
     let lease = B256::repeat_byte(0x08);
-    let spec = LeaseSpec {
-        command: crate::engine::default_command(),
-        ports: vec![8080, 22],
-        ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl renter@test".into()),
-        ..Default::default()
-    };
-    let h = rt.launch(lease, &spec).await.unwrap();
-    let (http, ssh) = (h.ports[0].host, h.ports[1].host);
-    assert!(reachable(http).await, "no HTTP on {http}");
-    let has_sshd = std::process::Command::new("sh")
-        .args(["-c", "command -v sshd || test -x /usr/sbin/sshd"])
-        .output()
-        .unwrap()
-        .status
-        .success();
+    let (h, http, ssh, has_sshd) = launch_stand_in(&rt, lease).await;
     let log = || std::fs::read_to_string(rt.log_path(lease)).unwrap_or_default();
     if has_sshd {
         assert!(reachable(ssh).await, "no sshd on {ssh}; log:\n{}", log());
