@@ -45,7 +45,7 @@ coverage: tools
 	cd $(CONTRACTS) && bin/forge coverage --report summary --no-match-coverage '(test|script)/'
 
 test-rust: tools
-	cargo test --workspace --locked
+	scripts/with-docker.sh cargo test --workspace --locked
 
 lint:
 	cargo fmt --all -- --check

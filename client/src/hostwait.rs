@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use gpuflow_p2p::{Multiaddr, PeerId};
 use gpuflow_protocol::templates::SSH_PORT;
-use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, PortMap, code};
+use gpuflow_protocol::wire::{LeaseRequest, LeaseResponse, LeaseStatus, PortMap, code};
 use serde::Serialize;
 
 use crate::Failure;
@@ -69,14 +69,61 @@ impl Reached {
     }
 }
 
+/// What the host says it is doing while it gets the workload ready, for people: `pulling the
+/// image: 1.2 GiB of 4.8 GiB (25%)`, `creating the container`; `None` when it says nothing.
+pub(crate) fn describe_preparing(s: &LeaseStatus) -> Option<String> {
+    let phase = s.phase.as_deref()?;
+    Some(match (phase, s.pull) {
+        ("pulling", Some(p)) if p.total > 0 => format!(
+            "host is pulling the image: {} of {} ({}%)",
+            bytes(p.done),
+            bytes(p.total),
+            p.done.saturating_mul(100) / p.total
+        ),
+        ("pulling", Some(p)) if p.done > 0 => {
+            format!("host is pulling the image: {}", bytes(p.done))
+        }
+        ("pulling", _) => "host is pulling the image".into(),
+        (other, _) => format!("host is {other} the container"),
+    })
+}
+
+/// Prints `what` on stderr when the part before its first `:` differs from `shown` (which it
+/// then becomes): one line per phase of the host's preparation, not one per byte count.
+pub(crate) fn line_per_phase(what: &str, shown: &mut String) {
+    let head = what.split(':').next().unwrap_or(what);
+    if head != shown {
+        eprintln!("{what}");
+        head.clone_into(shown);
+    }
+}
+
+/// Bytes for people, binary units with one decimal.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// Polls the host until it reports the workload running, the lease ends, or `timeout` passes
-/// ([`Failure::TimedOut`], exit 3).
+/// ([`Failure::TimedOut`], exit 3). `progress` gets each new description of what the host is
+/// doing meanwhile ([`describe_preparing`]).
 pub(crate) async fn until_running(
     session: &Session,
     chain: &Chain,
     rec: &LeaseRecord,
     addr: Option<Multiaddr>,
     timeout: Duration,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Reached, Failure> {
     let peer: PeerId = rec.host_peer.parse().map_err(|e| {
         Failure::Runtime(anyhow!(
@@ -107,14 +154,25 @@ pub(crate) async fn until_running(
                     });
                 }
                 if DEAD.contains(&s.state.as_str()) {
+                    let why = s
+                        .error
+                        .as_deref()
+                        .map(|e| format!(" The host says: {e}."))
+                        .unwrap_or_default();
                     return Err(Failure::Runtime(anyhow!(
-                        "the host reports lease {} as {}; it will not run. `gpuflow stop \
-                         {short}` refunds what is left of the deposit",
+                        "the host reports lease {} as {}; it will not run.{why} `gpuflow stop \
+                         {short}` refunds what is left of the deposit (all of it when the host \
+                         never started)",
                         rec.lease_id,
                         s.state
                     )));
                 }
-                last = format!("the host reports it {}", s.state);
+                if let Some(d) = describe_preparing(&s) {
+                    progress(&d);
+                    last = d;
+                } else {
+                    last = format!("the host reports it {}", s.state);
+                }
             }
             // `unsupported`: a host without the lease engine; others: not recorded yet.
             Ok(LeaseResponse::Error { code: c, message }) => {

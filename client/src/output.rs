@@ -16,7 +16,7 @@ pub(crate) const JSON_FIELDS_HELP: &str = "\
 JSON output (--json) is an object {\"book_size\": N, \"offers\": [...]}; each offer has:
   id, host (peer id), wallet (checksummed address), gpu_name, num_gpus, gpu_ram_mib,
   cuda_version, driver_version, verified (GPUs detected by NVML),
-  gpu_source (\"nvml\" | \"declared\"),
+  gpu_source (\"nvml\" | \"declared\" | \"simulated\"),
   price_per_gpu_hour and price_per_hour ({\"base_units\": \"400000\", \"formatted\": \"0.40\"}),
   token, token_decimals, chain_id, escrow, reliability (0..1), region, host_since,
   host_age_secs, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps,
@@ -180,10 +180,10 @@ pub(crate) fn offers_table(
                 h.leases.to_string(),
                 short_duration(h.age_secs),
                 o.region.clone(),
-                if o.gpu_source == GpuSource::Nvml {
-                    "yes"
-                } else {
-                    "no (declared)"
+                match o.gpu_source {
+                    GpuSource::Nvml => "yes",
+                    GpuSource::Declared => "no (declared)",
+                    GpuSource::Simulated => "no (simulated)",
                 }
                 .into(),
                 v.id.to_string(),

@@ -60,6 +60,17 @@ impl Steps {
         }
     }
 
+    /// Shows what the current step is waiting on (`what`, e.g. image pull bytes): in the
+    /// spinner's message on a terminal; elsewhere one line on stderr each time the part
+    /// before the first `:` changes (`shown` remembers it), so logs get phases, not bytes.
+    pub(crate) fn progress(&self, what: &str, shown: &mut String) {
+        if !self.bar.is_hidden() {
+            self.bar.set_message(format!("{what}…"));
+            return;
+        }
+        crate::hostwait::line_per_phase(what, shown);
+    }
+
     /// Runs `f` with the spinner out of the way (for prompts and messages).
     pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         self.bar.suspend(f)

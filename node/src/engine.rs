@@ -62,7 +62,9 @@ use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::MockStablecoin;
 use gpuflow_protocol::escrow::{self as escrow_types};
 use gpuflow_protocol::templates::SSH_PORT;
-use gpuflow_protocol::wire::{LeaseResponse, LeaseStatus, PortMap, SignedQuote, code};
+use gpuflow_protocol::wire::{
+    LeaseResponse, LeaseStatus, PortMap, PullProgress, SignedQuote, code, cut_message,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -355,6 +357,7 @@ pub async fn start(
     let (nudges_tx, nudges) = mpsc::channel(NUDGES);
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let kind = runtime.kind();
+    let board = runtime.board();
     let interval = config.earnings.withdraw_interval_secs;
     let worker = Engine {
         repo: repo.clone(),
@@ -387,6 +390,7 @@ pub async fn start(
             public_host: engine.public_host,
             reader: reader.clone(),
             token: chain.token,
+            board,
         },
         handle,
         watcher: watcher_handle,
@@ -571,7 +575,20 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 let chain_now = self.chain_now().await?;
                 if chain_now.saturating_add(START_MARGIN_SECS) > deadline {
                     tracing::warn!(target: "lease", lease = %id, deadline, chain_now, "accept timeout passed; not starting (the renter gets a full refund)");
+                    self.stop_workload(rec).await?;
                     apply(Event::AcceptTimeoutPassed).await?;
+                    return Ok(true);
+                }
+                // Billing starts when the workload is ready: pull, create and start it first,
+                // within the accept timeout. A workload that cannot come up in time costs the
+                // renter nothing: the host declines (full refund at once).
+                let budget = deadline.saturating_sub(chain_now.saturating_add(START_MARGIN_SECS));
+                if let Err(why) = self.prepare(rec, Duration::from_secs(budget)).await {
+                    tracing::warn!(target: "lease", lease = %id, %why, "workload not ready; declining the lease (the renter is refunded in full)");
+                    self.repo.set_error(id, Some(&why), now).await?;
+                    let _ = self.stop_workload(rec).await;
+                    let m = self.tx.close(&rec.quote).await?;
+                    tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease declined on chain");
                     return Ok(true);
                 }
                 // Persisted before sending, so a crash cannot lead to a second `start`.
@@ -583,6 +600,7 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                     }
                     Err(e @ (TxError::WouldRevert { .. } | TxError::Reverted { .. })) => {
                         tracing::warn!(target: "lease", lease = %id, error = %e, "start refused");
+                        self.stop_workload(rec).await?;
                         apply(Event::StartRejected).await?;
                     }
                     Err(e @ TxError::Rpc { .. }) => {
@@ -605,10 +623,19 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 return Ok(true);
             }
             (State::Opened | State::Starting, CHAIN_CLOSED) => {
+                // A workload prepared before `start` goes with the lease.
+                self.stop_workload(rec).await?;
                 apply(Event::CloseSeen).await?;
                 return Ok(true);
             }
             (State::Launching, CHAIN_RUNNING) => {
+                // Normally the workload was prepared before `start` and is up already.
+                if let Some(w) = &rec.workload
+                    && self.runtime.status(w).await? == WorkloadStatus::Running
+                {
+                    apply(Event::WorkloadUp).await?;
+                    return Ok(true);
+                }
                 match self.launch(rec).await {
                     Ok(()) => apply(Event::WorkloadUp).await?,
                     Err(e) => {
@@ -682,6 +709,27 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             }
         }
         Ok(None)
+    }
+
+    /// Launches the workload of an opened lease before `start` (unless a live one is there
+    /// from before a restart), within `budget`; the error says why it did not come up.
+    async fn prepare(&self, rec: &LeaseRecord, budget: Duration) -> Result<(), String> {
+        if let Some(w) = &rec.workload {
+            match self.runtime.status(w).await {
+                Ok(WorkloadStatus::Running) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        match tokio::time::timeout(budget, self.launch(rec)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the workload was not ready within the {} s left of the accept timeout (image pull \
+                 or start too slow)",
+                budget.as_secs()
+            )),
+        }
     }
 
     /// Launches the workload and waits until its first port accepts connections.

@@ -22,7 +22,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use gpuflow_p2p::{Client, Multiaddr, P2pConfig, P2pError, keypair_from_dalek};
-use gpuflow_protocol::offer::{SignedOffer, peer_id_of};
+use gpuflow_protocol::offer::{GpuSource, SignedOffer, peer_id_of};
 use gpuflow_protocol::wire::SignedWithdrawal;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +79,17 @@ pub enum NodeError {
         configured: Address,
         /// From the private key.
         actual: Address,
+    },
+    /// The Docker engine cannot give containers GPUs, and the GPUs are not simulated.
+    #[error(
+        "the Docker engine has no NVIDIA runtime and no CDI specs, so it cannot give containers \
+         the {gpus} GPUs this host offers; install the NVIDIA Container Toolkit \
+         (`nvidia-ctk runtime configure --runtime=docker`, then restart Docker), or set \
+         `[gpu] simulated = true` on a development host"
+    )]
+    NoGpuRuntime {
+        /// GPUs the host would offer.
+        gpus: u32,
     },
     /// The workload runtime is unusable (Docker unreachable, …).
     #[error(transparent)]
@@ -158,6 +169,7 @@ pub async fn run(
                 &config.data_dir,
                 &peer.to_base58(),
                 e.docker_host.as_deref(),
+                config.gpu_simulated,
             )
             .await?,
         ),
@@ -176,7 +188,23 @@ pub async fn run(
     tracing::info!(target: "store", path = %store.path().display(), loaded = loaded.loaded,
         expired = loaded.expired, invalid = loaded.invalid, "offer book loaded");
 
-    let inventory = gpu::select(config.detection, probe, &config.declared)?;
+    let mut inventory = gpu::select(config.detection, probe, &config.declared)?;
+    if config.gpu_simulated {
+        inventory.source = GpuSource::Simulated;
+        inventory
+            .reason
+            .push_str("; simulated ([gpu] simulated = true): containers get no GPU device");
+    }
+    // A lease on GPUs the engine cannot hand out would be taken, started and then fail.
+    if let Some(runtime::AnyRuntime::Docker(docker)) = &runtime
+        && !config.gpu_simulated
+        && inventory.gpu_count() > 0
+        && docker.gpu_runtime().await?.is_none()
+    {
+        return Err(NodeError::NoGpuRuntime {
+            gpus: inventory.gpu_count(),
+        });
+    }
     tracing::info!(target: "gpu", source = ?inventory.source, gpus = inventory.gpu_count(), "{}", inventory.reason);
     for g in &inventory.groups {
         tracing::info!(target: "gpu", name = %g.name, model = %g.spec.model, count = g.spec.count,

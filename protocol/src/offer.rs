@@ -68,6 +68,9 @@ pub enum GpuSource {
     Nvml,
     /// Written in the host's config; nothing checked it.
     Declared,
+    /// Simulated (`[gpu] simulated = true`): containers get no GPU device. For development
+    /// hosts and tests; `search` shows it and `simulated=false` filters it out.
+    Simulated,
 }
 
 /// The GPUs of one offer: one model, `count` cards.

@@ -20,7 +20,8 @@ pub mod rules;
 pub use lease::{
     LeaseRequest, LeaseResponse, LeaseStatus, MAX_ERROR_MESSAGE_BYTES, MAX_IMAGE_BYTES,
     MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_REQUEST_ENV, MAX_REQUEST_PORTS,
-    MAX_SSH_KEY_BYTES, PortMap, QuoteRequest, QuoteTerms, RequestAuth, SignedQuote, code,
+    MAX_SSH_KEY_BYTES, PortMap, PullProgress, QuoteRequest, QuoteTerms, RequestAuth, SignedQuote,
+    code, cut_message,
 };
 
 use crate::offer::{

@@ -41,6 +41,8 @@ pub struct HostOpts {
     pub args: Vec<String>,
     /// Leave `GPUFLOW_HOST_PRIVATE_KEY` unset (the key comes from a keystore in `args`/`env`).
     pub no_key_env: bool,
+    /// `[offers] templates`; `None`: the harness default (`["pytorch"]`).
+    pub templates: Option<Vec<String>>,
 }
 
 impl Default for HostOpts {
@@ -54,6 +56,7 @@ impl Default for HostOpts {
             env: Vec::new(),
             args: Vec::new(),
             no_key_env: false,
+            templates: None,
         }
     }
 }
@@ -99,6 +102,9 @@ impl HostNode {
         spec.bootstrap.clone_from(&opts.bootstrap);
         spec.escrow = chain.escrow;
         spec.token = chain.token;
+        if let Some(t) = &opts.templates {
+            spec.templates.clone_from(t);
+        }
         let mut cmd = node_command(&spec, data_dir)?;
         if !opts.no_key_env {
             cmd.env("GPUFLOW_HOST_PRIVATE_KEY", &spec.wallet_key);

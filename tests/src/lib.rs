@@ -13,6 +13,7 @@
 //! - [`market`]: chain + host + funded renter in one, and a lease through it.
 //! - [`cli`]: the real `gpuflow` CLI with its own home and the renter's key.
 //! - [`poll`]: bounded waiting for what sends no notification.
+//! - [`openssh`]: the renter's `ssh` and `scp` (key pair, forwards, bounded runs).
 //!
 //! The tests themselves live in `tests/it/` (one integration-test binary).
 
@@ -20,6 +21,7 @@ pub mod chain;
 pub mod cli;
 pub mod host;
 pub mod market;
+pub mod openssh;
 pub mod poll;
 pub mod procs;
 pub mod rental;

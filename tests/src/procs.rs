@@ -141,6 +141,8 @@ pub struct NodeSpec {
     /// `[offers] min_duration_secs`; `None` leaves the node's default (10 minutes). Tests
     /// default to 1 s so a lease can be funded for a few seconds and run out.
     pub min_duration_secs: Option<u64>,
+    /// `[offers] templates` (default `["pytorch"]`); empty: the offer runs any `--image`.
+    pub templates: Vec<String>,
 }
 
 impl NodeSpec {
@@ -154,6 +156,7 @@ impl NodeSpec {
             escrow: Address::repeat_byte(0xee),
             token: Address::repeat_byte(0x70),
             min_duration_secs: Some(1),
+            templates: vec!["pytorch".into()],
         }
     }
 
@@ -164,13 +167,14 @@ impl NodeSpec {
             "data_dir = {:?}\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = {:?}\n\
              [chain]\nchain_id = 31337\nescrow = \"{:#x}\"\ntoken = \"{:#x}\"\ntoken_decimals = 6\n\
              [machine]\nregion = {:?}\ncpu_cores = 16\nram_mib = 65536\n\
-             [offers]\ntemplates = [\"pytorch\"]\n{}[gpu]\ndetection = \"declared\"\n\
+             [offers]\ntemplates = {:?}\n{}[gpu]\ndetection = \"declared\"\n\
              [api]\naddr = \"127.0.0.1:0\"\n",
             data_dir.display().to_string(),
             self.bootstrap,
             self.escrow,
             self.token,
             self.region,
+            self.templates,
             self.min_duration_secs
                 .map(|m| format!("min_duration_secs = {m}\n"))
                 .unwrap_or_default(),

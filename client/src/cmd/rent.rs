@@ -673,12 +673,14 @@ impl RentArgs {
         }
 
         steps.step("waiting for the host to start the workload");
+        let mut shown = String::new();
         let reached = hostwait::until_running(
             &session,
             &chain,
             &rec,
             host_addr,
             Duration::from_secs(self.timeout),
+            &mut |what| steps.progress(what, &mut shown),
         )
         .await?;
         let elapsed = started.elapsed();

@@ -56,8 +56,12 @@ impl WaitArgs {
                 let session = Session::with_bootstrap(addrs)?;
                 let peer = rec.host_peer.parse().ok();
                 let addr = peer.and_then(|p| session.addr_of(p, rec.host_addr.as_deref()));
+                let mut shown = String::new();
                 let reached =
-                    hostwait::until_running(&session, &chain, &rec, addr, timeout).await?;
+                    hostwait::until_running(&session, &chain, &rec, addr, timeout, &mut |what| {
+                        hostwait::line_per_phase(what, &mut shown)
+                    })
+                    .await?;
                 println!("lease {} is running", rec.lease_id);
                 print!("{}", reached.describe());
                 Ok(())

@@ -121,6 +121,12 @@ pub struct ConfigArgs {
     /// declared. [file: gpu.detection] [env: GPUFLOW_GPU_DETECTION] [default: auto]
     #[arg(long, value_name = "MODE", value_parser = parse_detection)]
     pub gpu_detection: Option<Detection>,
+    /// The GPUs are simulated (a development host, tests): offers say so (search shows
+    /// `simulated`), and Docker containers get no GPU device, so an engine without the NVIDIA
+    /// Container Toolkit can run them. [file: gpu.simulated] [env: GPUFLOW_GPU_SIMULATED]
+    /// [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub gpu_simulated: Option<bool>,
     /// Keystore file (Web3 Secret Storage v3, as `gpuflow-node keystore new` or `cast wallet
     /// import` write) holding the host wallet's key, used when GPUFLOW_HOST_PRIVATE_KEY is not
     /// set. [file: wallet.keystore] [env: GPUFLOW_KEYSTORE]
@@ -208,6 +214,7 @@ impl ConfigArgs {
             gpu: super::GpuLayer {
                 detection: self.gpu_detection,
                 declared: None,
+                simulated: self.gpu_simulated,
             },
             api: ApiLayer {
                 addr: self.api_addr,

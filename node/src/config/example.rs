@@ -79,6 +79,10 @@ RTX_4090 = "0.40"
 # self-declared in the offers. nvml: refuse to start without NVML. declared: only the list.
 # env GPUFLOW_GPU_DETECTION, flag --gpu-detection
 detection = "auto"
+# Simulated GPUs (a development host, tests): offers are marked simulated and Docker containers
+# get no GPU device, so no NVIDIA Container Toolkit is needed. Never on a host you rent out.
+# env GPUFLOW_GPU_SIMULATED, flag --gpu-simulated
+simulated = false
 
 # GPUs to offer when NVML is not available (one offer per entry). File only.
 # [[gpu.declared]]

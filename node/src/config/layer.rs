@@ -130,6 +130,8 @@ pub struct GpuLayer {
     pub detection: Option<Detection>,
     /// `[[gpu.declared]]` entries.
     pub declared: Option<Vec<DeclaredGpu>>,
+    /// The GPUs are simulated: offered as such, no device given to containers.
+    pub simulated: Option<bool>,
 }
 
 /// `high.field` if set, else `low.field`, for each named field.
@@ -159,7 +161,7 @@ impl ConfigLayer {
         overlay!(self.offers, low.offers;
             ttl_secs, min_duration_secs, max_duration_secs, quote_ttl_secs, quote_hold_secs,
             templates, withdraw_on_shutdown);
-        overlay!(self.gpu, low.gpu; detection, declared);
+        overlay!(self.gpu, low.gpu; detection, declared, simulated);
         overlay!(self.api, low.api; addr);
         overlay!(self.runtime, low.runtime; kind);
         overlay!(self.earnings, low.earnings; withdraw_interval_secs, withdraw_on_shutdown);
@@ -211,6 +213,7 @@ impl ConfigLayer {
             gpu: GpuLayer {
                 detection: parse.value("GPUFLOW_GPU_DETECTION")?,
                 declared: None,
+                simulated: parse.value("GPUFLOW_GPU_SIMULATED")?,
             },
             api: ApiLayer {
                 addr: parse.value("GPUFLOW_API_ADDR")?,

@@ -71,6 +71,8 @@ pub struct Config {
     pub detection: Detection,
     /// GPUs written in the config.
     pub declared: Vec<DeclaredGpu>,
+    /// The GPUs are simulated (`[gpu] simulated`).
+    pub gpu_simulated: bool,
     /// Where the local HTTP API listens.
     pub api: ApiListen,
     /// Where leased workloads run.
@@ -448,6 +450,7 @@ impl Config {
             pricing,
             detection: layer.gpu.detection.unwrap_or_default(),
             declared: layer.gpu.declared.unwrap_or_default(),
+            gpu_simulated: layer.gpu.simulated.unwrap_or(false),
             api: layer.api.addr.unwrap_or_default(),
             runtime: layer.runtime.kind.unwrap_or(RuntimeKind::Process),
             earnings: EarningsSettings {

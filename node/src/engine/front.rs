@@ -15,6 +15,8 @@ pub struct LeaseFront {
     pub(super) reader: DynProvider,
     /// The escrow's token.
     pub(super) token: Address,
+    /// What the runtime is doing for leases it is getting ready.
+    pub(super) board: Option<crate::runtime::progress::LaunchBoard>,
 }
 
 /// A renter wallet's money, as [`LeaseFront::funds`] reads it.
@@ -153,6 +155,7 @@ impl LeaseFront {
                         RuntimeKind::Docker => Some("root".to_owned()),
                         RuntimeKind::Process => crate::runtime::process::login_user(),
                     });
+                let preparing = self.board.as_ref().and_then(|b| b.get(lease));
                 LeaseResponse::Status(LeaseStatus {
                     lease_id: lease,
                     state: rec.state.as_str().to_owned(),
@@ -160,6 +163,14 @@ impl LeaseFront {
                     port,
                     ports,
                     user,
+                    phase: preparing.map(|p| p.phase.to_owned()),
+                    pull: preparing
+                        .filter(|p| p.phase == "pulling")
+                        .map(|p| PullProgress {
+                            done: p.done,
+                            total: p.total,
+                        }),
+                    error: rec.last_error.clone().map(cut_message),
                 })
             }
             Ok(None) => unknown(lease),

@@ -50,6 +50,7 @@ fn config() -> Config {
         pricing: BTreeMap::from([("RTX_4090".into(), 400_000), ("RTX_3090".into(), 250_000)]),
         detection: Detection::Declared,
         declared: vec![],
+        gpu_simulated: false,
         api: crate::config::ApiListen::Off,
         runtime: crate::runtime::RuntimeKind::Process,
         earnings: crate::config::EarningsSettings::default(),

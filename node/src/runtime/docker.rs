@@ -1,57 +1,48 @@
-//! The Docker runtime (bollard): one container per lease.
+//! The Docker runtime (bollard): one container per lease, on its own network.
 //!
-//! [`create_body`] builds the whole container request as a pure function (GPU device request,
-//! SSH key, ports, limits, labels, environment), so it is tested exactly without a Docker engine;
-//! the rest of this file is thin calls to the engine.
+//! The container request is built by the pure [`create_body`] (see `docker_body.rs`); this file
+//! makes the engine calls: pull, network, create, start, inspect, stop, remove.
 //!
-//! SSH works like RunPod and Vast.ai images: the key is passed as `PUBLIC_KEY`, and an onstart
-//! wrapper (the container's entrypoint) appends it to `~/.ssh/authorized_keys`, starts `sshd` if
-//! the image has one, then `exec`s the lease's command. Container port 22 is published on a free
-//! host port. The wrapper replaces the image's entrypoint, so images whose own start script
-//! matters must be given it as the command.
+//! SSH does not depend on the image: the node's [`ssh_gate`](super::ssh_gate) listens on the
+//! lease's SSH host port, accepts only the renter's key and runs each session in the container
+//! through the exec API. The container's own port 22 is never published.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::B256;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, DeviceRequest, HostConfig, PortBinding,
-};
+use bollard::models::{ContainerStateStatusEnum, ExecConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use russh::keys::PublicKey;
 
+pub use super::docker_body::{
+    BodyOptions, CAP_DROP, HOST_LABEL, KEEP_ALIVE, LEASE_LABEL, PIDS_LIMIT, SSH_PORT,
+    SSH_PORT_LABEL, container_name, container_ports, create_body, network_name,
+};
+use super::firewall;
+use super::progress::{LaunchBoard, PullTally};
+use super::ssh_gate::{self, Gate, GateTarget};
+use super::ssh_tools::{self, SshTools};
 use super::{
     PortMapping, Runtime, RuntimeError, RuntimeKind, WorkloadHandle, WorkloadStatus, free_ports,
     lease_label,
 };
 use crate::lease::spec::{InvalidSpec, LeaseSpec};
 
-/// Label naming the lease a container belongs to (`0x` + 64 hex digits).
-pub const LEASE_LABEL: &str = "gpuflow.lease";
-/// Label naming the host node (peer id) that manages the container.
-pub const HOST_LABEL: &str = "gpuflow.host";
-/// The container port SSH listens on.
-pub const SSH_PORT: u16 = 22;
 /// The default Docker engine socket.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
-/// The container entrypoint: installs `$PUBLIC_KEY`, starts sshd if present, runs the command.
-pub const ONSTART: &str = r#"if [ -n "$PUBLIC_KEY" ]; then
-  d="${HOME:-/root}/.ssh"
-  mkdir -p "$d" && chmod 700 "$d"
-  printf '%s\n' "$PUBLIC_KEY" >> "$d/authorized_keys" && chmod 600 "$d/authorized_keys"
-  if [ -x /usr/sbin/sshd ]; then
-    mkdir -p /run/sshd
-    ssh-keygen -A >/dev/null 2>&1
-    /usr/sbin/sshd
-  fi
-fi
-exec "$@""#;
+/// How long a new container must stay up before the lease counts as ready: a command that
+/// exits at once is caught before `start`, so it costs the renter nothing.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Settings of the Docker runtime.
 #[derive(Debug, Clone)]
@@ -69,10 +60,15 @@ pub struct DockerConfig {
     pub disk_quota: bool,
     /// How long to wait for the engine to answer a ping when connecting.
     pub connect_timeout: Duration,
+    /// The host's GPUs are simulated (`[gpu] simulated = true`): no device requests.
+    pub simulated_gpus: bool,
+    /// Where the runtime keeps its SSH host key and the SSH tools (under the node's data dir).
+    pub state_dir: PathBuf,
 }
 
 impl DockerConfig {
-    /// Defaults for `host_peer`: the standard socket, 10 s grace, no disk quota.
+    /// Defaults for `host_peer`: the standard socket, 10 s grace, no disk quota, real GPUs,
+    /// state in a directory under the system's temporary directory.
     pub fn new(host_peer: impl Into<String>) -> Self {
         Self {
             socket: DEFAULT_SOCKET.into(),
@@ -80,6 +76,8 @@ impl DockerConfig {
             stop_grace: Duration::from_secs(10),
             disk_quota: false,
             connect_timeout: Duration::from_secs(5),
+            simulated_gpus: false,
+            state_dir: std::env::temp_dir().join("gpuflow-docker"),
         }
     }
 }
@@ -97,129 +95,24 @@ pub fn socket_from_docker_host(docker_host: Option<&str>) -> Result<String, Runt
 }
 
 /// Runs leases as Docker containers. See the module docs.
-#[derive(Debug)]
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,
+    tools: SshTools,
+    ssh: Arc<russh::server::Config>,
+    /// The SSH gate of each lease whose container runs.
+    gates: Mutex<HashMap<B256, Gate>>,
+    /// What each launch in progress is doing.
+    board: LaunchBoard,
 }
 
-/// The container name for `lease`.
-pub fn container_name(lease: B256) -> String {
-    format!("gpuflow-{lease:x}")
-}
-
-/// The container ports a lease publishes, SSH first when a key was given.
-pub fn container_ports(spec: &LeaseSpec) -> Vec<u16> {
-    let mut ports = Vec::with_capacity(spec.ports.len() + 1);
-    if spec.ssh_public_key.is_some() {
-        ports.push(SSH_PORT);
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("config", &self.config)
+            .field("tools", &self.tools)
+            .finish_non_exhaustive()
     }
-    for &p in &spec.ports {
-        if !ports.contains(&p) {
-            ports.push(p);
-        }
-    }
-    ports
-}
-
-/// The container request for `lease`: pure, so it can be checked field by field.
-///
-/// `ports` maps each of [`container_ports`] to the host port it is published on.
-pub fn create_body(
-    lease: B256,
-    spec: &LeaseSpec,
-    config: &DockerConfig,
-    ports: &[PortMapping],
-) -> Result<ContainerCreateBody, InvalidSpec> {
-    spec.validate()?;
-    let image = spec
-        .image
-        .clone()
-        .filter(|i| !i.trim().is_empty())
-        .ok_or_else(|| InvalidSpec("the docker runtime needs an image".into()))?;
-    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.push(format!("GPUFLOW_LEASE_ID={}", lease_label(lease)));
-    let published: Vec<String> = ports
-        .iter()
-        .map(|p| format!("{}:{}", p.workload, p.host))
-        .collect();
-    env.push(format!("GPUFLOW_PORTS={}", published.join(",")));
-    if let Some(key) = &spec.ssh_public_key {
-        env.push(format!("PUBLIC_KEY={key}"));
-    }
-    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = ports
-        .iter()
-        .map(|p| {
-            let binding = PortBinding {
-                host_ip: Some("0.0.0.0".into()),
-                host_port: Some(p.host.to_string()),
-            };
-            (format!("{}/tcp", p.workload), Some(vec![binding]))
-        })
-        .collect();
-    let device_requests = (!spec.gpus.is_empty()).then(|| {
-        vec![DeviceRequest {
-            driver: Some("nvidia".into()),
-            // Exactly these GPUs; `count` would let the driver pick any.
-            device_ids: Some(spec.gpus.clone()),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]
-    });
-    let too_big = |what: &str| InvalidSpec(format!("{what} limit is too large"));
-    let nano_cpus = spec
-        .cpu_cores
-        .map(|c| {
-            i64::from(c)
-                .checked_mul(1_000_000_000)
-                .ok_or_else(|| too_big("CPU"))
-        })
-        .transpose()?;
-    let memory = spec
-        .memory_bytes
-        .map(|m| i64::try_from(m).map_err(|_| too_big("memory")))
-        .transpose()?;
-    let storage_opt = spec
-        .disk_bytes
-        .filter(|_| config.disk_quota)
-        .map(|d| HashMap::from([("size".to_owned(), d.to_string())]));
-    let command = if spec.command.is_empty() {
-        vec!["sleep".to_owned(), "infinity".to_owned()]
-    } else {
-        spec.command.clone()
-    };
-    Ok(ContainerCreateBody {
-        image: Some(image),
-        entrypoint: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            ONSTART.into(),
-            "gpuflow-onstart".into(),
-        ]),
-        cmd: Some(command),
-        env: Some(env),
-        labels: Some(HashMap::from([
-            (LEASE_LABEL.to_owned(), lease_label(lease)),
-            (HOST_LABEL.to_owned(), config.host_peer.clone()),
-        ])),
-        exposed_ports: Some(
-            ports
-                .iter()
-                .map(|p| format!("{}/tcp", p.workload))
-                .collect(),
-        ),
-        host_config: Some(HostConfig {
-            port_bindings: Some(port_bindings),
-            device_requests,
-            nano_cpus,
-            memory,
-            storage_opt,
-            // Reaps zombies of workloads whose command is not an init.
-            init: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
 }
 
 fn is_status(e: &BollardError, codes: &[u16]) -> bool {
@@ -231,7 +124,8 @@ fn docker_err(what: String) -> impl FnOnce(BollardError) -> RuntimeError {
 }
 
 impl DockerRuntime {
-    /// Connects to the engine at `config.socket` and checks it answers.
+    /// Connects to the engine at `config.socket` and checks it answers; prepares the SSH host
+    /// key and tools under `config.state_dir`.
     pub async fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
         let unreachable = |source| RuntimeError::DockerUnreachable {
             socket: config.socket.clone(),
@@ -246,19 +140,85 @@ impl DockerRuntime {
             Ok(Err(e)) => return Err(unreachable(e)),
             Err(_) => return Err(unreachable(BollardError::RequestTimeoutError)),
         }
-        Ok(Self { docker, config })
+        let host_key =
+            super::ssh_key::load_or_create(&config.state_dir.join("ssh_host_ed25519_key"))?;
+        let tools = ssh_tools::prepare(&config.state_dir.join("ssh-tools"));
+        for missing in tools.missing() {
+            tracing::warn!(target: "runtime", "{missing}");
+        }
+        Ok(Self {
+            docker,
+            ssh: ssh_gate::server_config(host_key),
+            tools,
+            config,
+            gates: Mutex::new(HashMap::new()),
+            board: LaunchBoard::default(),
+        })
     }
 
-    /// Pulls `image`, logging progress (one line per layer state change).
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+    /// What the SSH tools mount offers (for `doctor` and the start-up log).
+    pub fn ssh_tools(&self) -> &SshTools {
+        &self.tools
+    }
+
+    /// The engine's runtimes: whether one can give containers GPUs (`nvidia`), for the
+    /// start-up check.
+    pub async fn gpu_runtime(&self) -> Result<Option<String>, RuntimeError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(docker_err("reading the engine's info".into()))?;
+        let runtimes = info.runtimes.unwrap_or_default();
+        let cdi = info.cdi_spec_dirs.unwrap_or_default();
+        Ok(runtimes
+            .keys()
+            .find(|r| r.contains("nvidia"))
+            .cloned()
+            .or_else(|| (!cdi.is_empty()).then(|| "cdi".to_owned())))
+    }
+
+    fn options(&self, lease: B256) -> BodyOptions {
+        BodyOptions {
+            host_peer: self.config.host_peer.clone(),
+            network: network_name(lease),
+            tools_dir: self
+                .tools
+                .dir
+                .as_ref()
+                .map(|d| d.to_string_lossy().into_owned()),
+            disk_quota: self.config.disk_quota,
+            simulated_gpus: self.config.simulated_gpus,
+        }
+    }
+
+    /// Pulls `image` for `lease`, logging each layer state change and putting the bytes on the
+    /// launch board for the renter's progress bar.
+    async fn pull(&self, lease: B256, image: &str) -> Result<(), RuntimeError> {
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
         let mut stream = self.docker.create_image(Some(options), None, None);
         let mut last: HashMap<String, String> = HashMap::new();
+        let mut tally = PullTally::default();
+        self.board.pulled(lease, 0, 0);
         while let Some(item) = stream.next().await {
             let info = item.map_err(docker_err(format!("pulling image {image}")))?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::ImageUnavailable {
+                    image: image.to_owned(),
+                    why: e,
+                });
+            }
             let (Some(id), Some(status)) = (info.id, info.status) else {
                 continue;
             };
+            let (done, total) = match (&info.progress_detail, status.as_str()) {
+                (_, "Download complete" | "Pull complete" | "Already exists") => {
+                    tally.complete(&id)
+                }
+                (Some(p), "Downloading") => tally.update(&id, p.current, p.total),
+                _ => tally.update(&id, None, None),
+            };
+            self.board.pulled(lease, done, total);
             // Downloading/Extracting repeat with byte counts; log each state once per layer.
             if last.get(&id) != Some(&status) {
                 tracing::info!(target: "runtime", image, layer = %id, status = %status, "image pull");
@@ -266,6 +226,221 @@ impl DockerRuntime {
             }
         }
         Ok(())
+    }
+
+    /// The image, pulled unless it is here already (a registry outage, or no registry at all,
+    /// must not stop a lease whose image is local).
+    async fn ensure_image(&self, lease: B256, image: &str) -> Result<(), RuntimeError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        self.pull(lease, image).await.map_err(|e| match e {
+            e @ RuntimeError::ImageUnavailable { .. } => e,
+            e => RuntimeError::ImageUnavailable {
+                image: image.to_owned(),
+                why: e.to_string(),
+            },
+        })
+    }
+
+    /// The lease's own bridge network (created if missing), fenced off from the host and its
+    /// LAN ([`firewall`]).
+    async fn ensure_network(&self, lease: B256) -> Result<String, RuntimeError> {
+        let name = network_name(lease);
+        let id = match self.docker.inspect_network(&name, None).await {
+            Ok(n) => n.id.unwrap_or_default(),
+            Err(_) => self.create_network(lease, &name).await?,
+        };
+        if let Err(e) = firewall::isolate(&firewall::bridge_name(&id)) {
+            self.remove_network(lease).await;
+            return Err(e);
+        }
+        Ok(name)
+    }
+
+    async fn create_network(&self, lease: B256, name: &str) -> Result<String, RuntimeError> {
+        let name = name.to_owned();
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (LEASE_LABEL.to_owned(), lease_label(lease)),
+                (HOST_LABEL.to_owned(), self.config.host_peer.clone()),
+            ])),
+            // No traffic between containers on one bridge; each lease has its own anyway.
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_network(request)
+            .await
+            .map_err(docker_err(format!("creating network {name}")))?;
+        Ok(created.id)
+    }
+
+    async fn remove_network(&self, lease: B256) {
+        let name = network_name(lease);
+        if let Ok(n) = self.docker.inspect_network(&name, None).await {
+            firewall::release(&firewall::bridge_name(&n.id.unwrap_or_default()));
+        }
+        if let Err(e) = self.docker.remove_network(&name).await
+            && !is_status(&e, &[404])
+        {
+            tracing::warn!(target: "runtime", network = %name, error = %e, "cannot remove a lease network");
+        }
+    }
+
+    /// Removes a container that did not become a workload, and its network.
+    async fn discard(&self, lease: B256, id: &str) {
+        let rm = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = self.docker.remove_container(id, Some(rm)).await;
+        self.remove_network(lease).await;
+    }
+
+    /// Runs `/bin/sh -c true` in the container: SSH sessions need a shell.
+    async fn has_shell(&self, id: &str) -> bool {
+        let config = ExecConfig {
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), "true".into()]),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let Ok(exec) = self.docker.create_exec(id, config).await else {
+            return false;
+        };
+        if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) =
+            self.docker.start_exec(&exec.id, None).await
+        {
+            while output.next().await.is_some() {}
+        }
+        for _ in 0..40 {
+            match self.docker.inspect_exec(&exec.id).await {
+                Ok(info) if info.running == Some(false) => return info.exit_code == Some(0),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// The container's exit code and last lines of output, for a launch that failed.
+    async fn exit_report(&self, id: &str) -> String {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok();
+        let state = info.and_then(|i| i.state).unwrap_or_default();
+        let mut logs = String::new();
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail("5")
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        while let Some(Ok(line)) = stream.next().await {
+            logs.push_str(&String::from_utf8_lossy(&line.into_bytes()));
+            if logs.len() > 2000 {
+                break;
+            }
+        }
+        let logs = logs.trim();
+        match (state.exit_code, state.error.filter(|e| !e.is_empty())) {
+            (_, Some(err)) => format!("the engine says: {err}"),
+            (Some(code), None) if logs.is_empty() => format!("exit code {code}, no output"),
+            (Some(code), None) => format!("exit code {code}; last output: {logs}"),
+            (None, None) => "no exit code".into(),
+        }
+    }
+
+    /// Serves SSH for a running container of `lease`, unless its gate is already up.
+    fn open_gate(
+        &self,
+        lease: B256,
+        container: &str,
+        listener: std::net::TcpListener,
+        renter_key: &str,
+    ) -> Result<(), RuntimeError> {
+        let key = PublicKey::from_openssh(renter_key.trim())
+            .map_err(|e| InvalidSpec(format!("the renter's SSH key cannot be read: {e}")))?;
+        let io = |what: &str| {
+            let what = format!("{what} for lease {lease}");
+            move |source| RuntimeError::Io { what, source }
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(io("setting up the SSH gate"))?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(io("setting up the SSH gate"))?;
+        let target = GateTarget {
+            docker: self.docker.clone(),
+            container: container.to_owned(),
+            renter_key: key,
+            tools: self.tools.clone(),
+        };
+        let gate = ssh_gate::serve(listener, Arc::clone(&self.ssh), target)
+            .map_err(io("starting the SSH gate"))?;
+        tracing::info!(target: "runtime", %lease, addr = %gate.addr, "SSH gate open");
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(lease, gate);
+        Ok(())
+    }
+
+    fn has_gate(&self, lease: B256) -> bool {
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&lease)
+    }
+
+    fn close_gate(&self, lease: B256) {
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&lease);
+    }
+
+    /// A re-adopted running container gets its gate back on the port its label names.
+    async fn reopen_gate(&self, lease: B256, id: &str, ssh_port: u16) {
+        if self.has_gate(lease) {
+            return;
+        }
+        let info = match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(i) => i,
+            Err(_) => return,
+        };
+        let running = info.state.as_ref().and_then(|s| s.running) == Some(true);
+        let key = info
+            .config
+            .and_then(|c| c.env)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|e| e.strip_prefix("PUBLIC_KEY=").map(str::to_owned));
+        let (true, Some(key)) = (running, key) else {
+            return;
+        };
+        let opened = std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, ssh_port))
+            .map_err(|source| RuntimeError::Io {
+                what: format!("binding SSH port {ssh_port} again"),
+                source,
+            })
+            .and_then(|l| self.open_gate(lease, id, l, &key));
+        if let Err(e) = opened {
+            tracing::warn!(target: "runtime", %lease, error = %e, "cannot serve SSH for a re-adopted container");
+        }
     }
 
     /// Managed containers of this host, optionally only the one of `lease`.
@@ -287,11 +462,11 @@ impl DockerRuntime {
             .map_err(docker_err("listing containers".into()))?;
         let mut found = Vec::new();
         for c in list {
-            let lease = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LEASE_LABEL))
-                .and_then(|l| l.parse::<B256>().ok());
+            let labels = c.labels.unwrap_or_default();
+            let lease = labels.get(LEASE_LABEL).and_then(|l| l.parse::<B256>().ok());
+            let ssh_port = labels
+                .get(SSH_PORT_LABEL)
+                .and_then(|p| p.parse::<u16>().ok());
             let (Some(lease), Some(id)) = (lease, c.id) else {
                 continue;
             };
@@ -306,6 +481,12 @@ impl DockerRuntime {
                     })
                 })
                 .collect();
+            if let Some(host) = ssh_port {
+                ports.push(PortMapping {
+                    workload: SSH_PORT,
+                    host,
+                });
+            }
             // The engine lists each binding once per address family.
             ports.sort_by_key(|p| (p.workload != SSH_PORT, p.workload));
             ports.dedup();
@@ -317,6 +498,106 @@ impl DockerRuntime {
             });
         }
         Ok(found)
+    }
+    async fn launch_inner(
+        &self,
+        lease: B256,
+        spec: &LeaseSpec,
+    ) -> Result<WorkloadHandle, RuntimeError> {
+        // Check the spec before pulling anything.
+        create_body(lease, spec, &self.options(lease), &[])?;
+        if let Some(old) = self.managed(Some(lease)).await?.into_iter().next() {
+            return Err(RuntimeError::AlreadyRunning { lease, id: old.id });
+        }
+        let image = spec.image.as_deref().unwrap_or_default();
+        self.ensure_image(lease, image).await?;
+        let wanted = container_ports(spec);
+        // The gate's port is bound now and held, so nothing can take it before the gate runs.
+        let ssh_listener = if spec.ssh_public_key.is_some() {
+            Some(
+                std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).map_err(
+                    |source| RuntimeError::Io {
+                        what: "binding the SSH gate's port".into(),
+                        source,
+                    },
+                )?,
+            )
+        } else {
+            None
+        };
+        let engine_ports: Vec<u16> = wanted
+            .iter()
+            .copied()
+            .filter(|p| ssh_listener.is_none() || *p != SSH_PORT)
+            .collect();
+        let mut ports: Vec<PortMapping> = engine_ports
+            .iter()
+            .zip(free_ports(engine_ports.len())?)
+            .map(|(&workload, host)| PortMapping { workload, host })
+            .collect();
+        if let Some(l) = &ssh_listener {
+            let host = l
+                .local_addr()
+                .map_err(|source| RuntimeError::Io {
+                    what: "reading the SSH gate's port".into(),
+                    source,
+                })?
+                .port();
+            ports.insert(
+                0,
+                PortMapping {
+                    workload: SSH_PORT,
+                    host,
+                },
+            );
+        }
+        self.board.phase(lease, "creating");
+        self.ensure_network(lease).await?;
+        let body = create_body(lease, spec, &self.options(lease), &ports)?;
+        let name = container_name(lease);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.remove_network(lease).await;
+                return Err(docker_err(format!("creating container {name}"))(e));
+            }
+        };
+        self.board.phase(lease, "starting");
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            // A created but unstartable container would block the next launch.
+            self.discard(lease, &created.id).await;
+            return Err(docker_err(format!("starting container {name}"))(e));
+        }
+        tokio::time::sleep(SETTLE).await;
+        let handle = WorkloadHandle {
+            kind: RuntimeKind::Docker,
+            lease,
+            id: created.id,
+            ports,
+        };
+        if matches!(self.status(&handle).await?, WorkloadStatus::Exited { .. }) {
+            let report = self.exit_report(&handle.id).await;
+            self.discard(lease, &handle.id).await;
+            return Err(RuntimeError::ExitedAtOnce {
+                image: image.to_owned(),
+                report,
+            });
+        }
+        if let (Some(listener), Some(key)) = (ssh_listener, &spec.ssh_public_key) {
+            if !self.has_shell(&handle.id).await {
+                self.discard(lease, &handle.id).await;
+                return Err(RuntimeError::NoShell {
+                    image: image.to_owned(),
+                });
+            }
+            if let Err(e) = self.open_gate(lease, &handle.id, listener, key) {
+                self.discard(lease, &handle.id).await;
+                return Err(e);
+            }
+        }
+        tracing::info!(target: "runtime", lease = %lease, container = %handle.id, ports = ?handle.ports, "container started");
+        Ok(handle)
     }
 }
 
@@ -331,53 +612,23 @@ fn container_id(handle: &WorkloadHandle) -> Result<&str, RuntimeError> {
 }
 
 impl Runtime for DockerRuntime {
+    fn board(&self) -> Option<LaunchBoard> {
+        Some(self.board.clone())
+    }
+
     async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
-        // Check the spec before pulling anything.
-        create_body(lease, spec, &self.config, &[])?;
-        if let Some(old) = self.managed(Some(lease)).await?.into_iter().next() {
-            return Err(RuntimeError::AlreadyRunning { lease, id: old.id });
-        }
-        let image = spec.image.as_deref().unwrap_or_default();
-        if let Err(e) = self.pull(image).await {
-            // A registry outage should not stop a lease whose image is already here.
-            if self.docker.inspect_image(image).await.is_err() {
-                return Err(e);
-            }
-            tracing::warn!(target: "runtime", image, error = %e, "image pull failed; using the local copy");
-        }
-        let wanted = container_ports(spec);
-        let host_ports = free_ports(wanted.len())?;
-        let ports: Vec<PortMapping> = wanted
-            .iter()
-            .zip(host_ports)
-            .map(|(&workload, host)| PortMapping { workload, host })
-            .collect();
-        let body = create_body(lease, spec, &self.config, &ports)?;
-        let name = container_name(lease);
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(docker_err(format!("creating container {name}")))?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
-            // A created but unstartable container would block the next launch.
-            let rm = RemoveContainerOptionsBuilder::new().force(true).build();
-            let _ = self.docker.remove_container(&created.id, Some(rm)).await;
-            return Err(docker_err(format!("starting container {name}"))(e));
-        }
-        tracing::info!(target: "runtime", lease = %lease, container = %created.id, ?ports, "container started");
-        Ok(WorkloadHandle {
-            kind: RuntimeKind::Docker,
-            lease,
-            id: created.id,
-            ports,
-        })
+        let launched = self.launch_inner(lease, spec).await;
+        self.board.done(lease);
+        launched
     }
 
     async fn status(&self, handle: &WorkloadHandle) -> Result<WorkloadStatus, RuntimeError> {
         let id = container_id(handle)?;
-        let info = match self.docker.inspect_container(id, None).await {
+        let info = match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
             Ok(info) => info,
             Err(e) if is_status(&e, &[404]) => return Ok(WorkloadStatus::Missing),
             Err(e) => return Err(docker_err(format!("inspecting container {id}"))(e)),
@@ -404,6 +655,7 @@ impl Runtime for DockerRuntime {
 
     async fn stop(&self, handle: &WorkloadHandle) -> Result<(), RuntimeError> {
         let id = container_id(handle)?;
+        self.close_gate(handle.lease);
         let grace = i32::try_from(self.config.stop_grace.as_secs()).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::new().t(grace).build();
         match self.docker.stop_container(id, Some(options)).await {
@@ -422,6 +674,7 @@ impl Runtime for DockerRuntime {
                 Err(docker_err(format!("removing container {id}"))(e))
             }
             _ => {
+                self.remove_network(handle.lease).await;
                 tracing::info!(target: "runtime", lease = %handle.lease, container = %id, "container removed");
                 Ok(())
             }
@@ -429,7 +682,13 @@ impl Runtime for DockerRuntime {
     }
 
     async fn list_managed(&self) -> Result<Vec<WorkloadHandle>, RuntimeError> {
-        self.managed(None).await
+        let found = self.managed(None).await?;
+        for h in &found {
+            if let Some(ssh) = h.ports.iter().find(|p| p.workload == SSH_PORT) {
+                self.reopen_gate(h.lease, &h.id, ssh.host).await;
+            }
+        }
+        Ok(found)
     }
 }
 

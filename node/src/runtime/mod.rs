@@ -12,7 +12,13 @@
 //! belongs to, and the runtime's own marker proves it).
 
 pub mod docker;
+pub mod docker_body;
+pub mod firewall;
 pub mod process;
+pub mod progress;
+pub mod ssh_gate;
+pub mod ssh_key;
+pub mod ssh_tools;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
@@ -90,6 +96,40 @@ pub enum RuntimeError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The image is neither on the host nor pullable.
+    #[error(
+        "image {image} is not on this host and cannot be pulled ({why}); check the name and tag, \
+         or ask for an image the host has"
+    )]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// Why the pull failed.
+        why: String,
+    },
+    /// The container ended right after it started.
+    #[error(
+        "the container of image {image} exited right after it started ({report}); give a command \
+         that keeps running, or none (the container then stays up for SSH)"
+    )]
+    ExitedAtOnce {
+        /// The image reference.
+        image: String,
+        /// Exit code and last output.
+        report: String,
+    },
+    /// SSH was asked for an image without `/bin/sh`.
+    #[error(
+        "image {image} has no /bin/sh, and SSH sessions run in the container's shell; use an \
+         image with a shell, or rent without an SSH key"
+    )]
+    NoShell {
+        /// The image reference.
+        image: String,
+    },
+    /// The firewall rules that fence a lease's network could not be set.
+    #[error("cannot fence the lease's network: {0}")]
+    Firewall(String),
     /// `DOCKER_HOST` names something other than a Unix socket.
     #[error(
         "DOCKER_HOST={0} is not supported; the docker runtime talks to a local engine through a \
@@ -110,6 +150,12 @@ pub enum RuntimeError {
 ///
 /// Methods return `Send` futures so the lease engine can run them from spawned tasks.
 pub trait Runtime: Send + Sync {
+    /// Where the driver says what each launch in progress is doing (pull bytes, phase), for
+    /// the renter's progress display; `None` when it says nothing.
+    fn board(&self) -> Option<progress::LaunchBoard> {
+        None
+    }
+
     /// Starts the workload of `lease`. The spec must have passed [`LeaseSpec::validate`]
     /// (drivers check again).
     fn launch(
@@ -160,6 +206,7 @@ pub async fn connect(
     data_dir: &Path,
     host_peer: &str,
     docker_host: Option<&str>,
+    simulated_gpus: bool,
 ) -> Result<AnyRuntime, RuntimeError> {
     match kind {
         RuntimeKind::Process => Ok(AnyRuntime::Process(ProcessRuntime::new(&ProcessConfig {
@@ -170,6 +217,8 @@ pub async fn connect(
             let socket = docker::socket_from_docker_host(docker_host)?;
             let config = DockerConfig {
                 socket,
+                simulated_gpus,
+                state_dir: data_dir.join("docker"),
                 ..DockerConfig::new(host_peer)
             };
             Ok(AnyRuntime::Docker(DockerRuntime::connect(config).await?))
@@ -188,6 +237,13 @@ impl AnyRuntime {
 }
 
 impl Runtime for AnyRuntime {
+    fn board(&self) -> Option<progress::LaunchBoard> {
+        match self {
+            AnyRuntime::Process(r) => r.board(),
+            AnyRuntime::Docker(r) => r.board(),
+        }
+    }
+
     async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
         match self {
             AnyRuntime::Process(r) => r.launch(lease, spec).await,

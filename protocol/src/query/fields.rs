@@ -90,6 +90,8 @@ pub enum Field {
     Geolocation,
     /// `verified`: GPUs detected by NVML.
     Verified,
+    /// `simulated`: the host's GPUs are simulated (no device reaches the container).
+    Simulated,
     /// `host`: host peer id.
     Host,
     /// `host_age`: days online.
@@ -221,6 +223,12 @@ const FIELDS: &[FieldInfo] = &[
         Bool,
         "GPUs detected through NVML, not only declared",
     ),
+    info(
+        Field::Simulated,
+        "simulated",
+        Bool,
+        "GPUs simulated by a development host: the container gets no GPU",
+    ),
     info(Field::Host, "host", Text, "host peer id (exact)"),
     info(
         Field::HostAge,
@@ -315,6 +323,7 @@ impl Field {
             Self::InetDown => Scalar::Num(Num::int(u128::from(offer.inet_down_mbps))),
             Self::Geolocation => Scalar::Text(&offer.region),
             Self::Verified => Scalar::Bool(offer.gpu_source == GpuSource::Nvml),
+            Self::Simulated => Scalar::Bool(offer.gpu_source == GpuSource::Simulated),
             Self::Host => Scalar::Text(&offer.host),
             Self::Duration => Scalar::Num(Num::ratio(u128::from(offer.max_duration_secs), 3600)),
             Self::MinDuration => Scalar::Num(Num::ratio(u128::from(offer.min_duration_secs), 3600)),

@@ -187,17 +187,9 @@ impl LeaseResponse {
     /// An error answer with `code` and `message`, the message cut to
     /// [`MAX_ERROR_MESSAGE_BYTES`] so the response always fits its limit.
     pub fn error(code: &str, message: impl Into<String>) -> Self {
-        let mut message = message.into();
-        if message.len() > MAX_ERROR_MESSAGE_BYTES {
-            let mut cut = MAX_ERROR_MESSAGE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
         Self::Error {
             code: code.to_owned(),
-            message,
+            message: cut_message(message.into()),
         }
     }
 
@@ -212,8 +204,20 @@ impl LeaseResponse {
     }
 }
 
+/// `message` cut to at most [`MAX_ERROR_MESSAGE_BYTES`] (at a character boundary).
+pub fn cut_message(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
 /// The host's view of one lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseStatus {
     /// The lease id.
@@ -235,6 +239,27 @@ pub struct LeaseStatus {
     /// (and from hosts predating the field: renters assume `root`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// What the host is doing to get the workload ready before it starts billing: `pulling`
+    /// (the image), `creating`, `starting` (the container); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Image pull progress while `phase` is `pulling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
+    /// Why the workload did not come up or ended (the host's last error for the lease), at
+    /// most [`MAX_ERROR_MESSAGE_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Bytes of an image pull: downloaded so far, and in all (0 while the registry has not said).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullProgress {
+    /// Bytes downloaded.
+    pub done: u64,
+    /// Bytes to download in all; 0 when unknown yet.
+    pub total: u64,
 }
 
 /// One published port of a running workload.
@@ -407,6 +432,12 @@ mod tests {
                     host: 40_124,
                 }],
                 user: Some("gpuflow".into()),
+                phase: Some("pulling".into()),
+                pull: Some(PullProgress {
+                    done: 1 << 20,
+                    total: 5 << 30,
+                }),
+                error: Some("x".repeat(MAX_ERROR_MESSAGE_BYTES)),
             }),
             LeaseResponse::Ack,
             LeaseResponse::error(code::BUSY, "x".repeat(10 * MAX_ERROR_MESSAGE_BYTES)),
@@ -426,7 +457,7 @@ mod tests {
             host: None,
             port: None,
             ports: Vec::new(),
-            user: None,
+            ..LeaseStatus::default()
         });
         let json = String::from_utf8(s.encode()).unwrap();
         assert!(!json.contains("user"), "{json}");

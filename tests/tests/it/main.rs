@@ -5,6 +5,7 @@
 
 mod api;
 mod booking;
+mod docker;
 mod escrow;
 mod expiry;
 mod extend;

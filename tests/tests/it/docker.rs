@@ -1,0 +1,358 @@
+//! The Docker runtime for real: a private Docker engine (`scripts/with-docker.sh`, which
+//! `make test` runs), images built locally from Debian packages (`scripts/build-test-images.sh`:
+//! a Debian root filesystem with bash and python3 but no sshd, and a busybox one with no C
+//! library at all), a host node with `--runtime docker` and simulated GPUs, and the real CLI,
+//! `ssh` and `scp`.
+//!
+//! Without the engine or the images these tests fail, saying how to get them; they do not skip.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use gpuflow_tests::chain::{RENTER, TestChain};
+use gpuflow_tests::cli::{CliRenter, units};
+use gpuflow_tests::host::{HostNode, HostOpts};
+use gpuflow_tests::openssh::{self, forward, keygen, parse_ssh_line, scp, ssh};
+use gpuflow_tests::rental::mint;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The engine's socket, from the environment `scripts/with-docker.sh` sets.
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| {
+        panic!(
+            "DOCKER_HOST is not set: run the tests through `make test` or \
+             `scripts/with-docker.sh cargo test`, which start a Docker engine and build the \
+             test images"
+        )
+    })
+}
+
+/// A test image reference from the environment (`GPUFLOW_TEST_IMAGE_DEBIAN`, `…_BUSYBOX`).
+fn image(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `eval \"$(scripts/build-test-images.sh)\"` or `make test`")
+    })
+}
+
+/// `docker -H $DOCKER_HOST args…` → trimmed stdout.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .arg("-H")
+        .arg(docker_host())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the docker CLI (install docker.io)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Containers and networks of `lease` that the engine still has.
+fn leftovers(lease: &str) -> (String, String) {
+    let filter = format!("label=gpuflow.lease={lease}");
+    (
+        docker(&["ps", "-aq", "--filter", &filter]),
+        docker(&["network", "ls", "-q", "--filter", &filter]),
+    )
+}
+
+/// A host node on the Docker runtime with simulated GPUs, offering any image.
+async fn docker_host_node(chain: &TestChain, dir: &std::path::Path) -> HostNode {
+    let opts = HostOpts {
+        env: vec![("DOCKER_HOST".into(), docker_host())],
+        args: ["--runtime", "docker", "--gpu-simulated", "true"]
+            .map(String::from)
+            .to_vec(),
+        templates: Some(Vec::new()),
+        ..HostOpts::default()
+    };
+    HostNode::start(chain, dir, &opts).await.unwrap()
+}
+
+/// `gpuflow rent <offer> --image <image> --ssh-key <pub> --json` → the JSON answer.
+async fn rent(r: &CliRenter, host: &HostNode, image: &str, public: &std::path::Path) -> Value {
+    let public = public.display().to_string();
+    r.json(&[
+        "rent",
+        &host.offer_id().to_string(),
+        "--hours",
+        "0.5",
+        "--image",
+        image,
+        "--ssh-key",
+        &public,
+        "--yes",
+        "--json",
+    ])
+    .await
+}
+
+/// Runs `command` over SSH and returns its stdout, failing the test with stderr otherwise.
+async fn ssh_ok(key: &std::path::Path, port: u16, command: &str) -> String {
+    let out = openssh::run(ssh(key, port, "root", command)).await;
+    assert!(
+        out.status.success(),
+        "ssh `{command}` failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies a file up and another down with `scp` (SFTP) and checks both byte for byte.
+async fn scp_both_ways(key: &std::path::Path, port: u16, dir: &std::path::Path) {
+    let up: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let local = dir.join("up.bin");
+    std::fs::write(&local, &up).unwrap();
+    let out = openssh::run(scp(
+        key,
+        port,
+        &local.display().to_string(),
+        "root@127.0.0.1:/tmp/up.bin",
+    ))
+    .await;
+    assert!(out.status.success(), "scp up: {out:?}");
+    // The copy up arrived whole: the container reads it back as it was sent.
+    assert_eq!(
+        ssh_ok(key, port, "wc -c < /tmp/up.bin").await.trim(),
+        "200000"
+    );
+    let back = dir.join("back.bin");
+    let out = openssh::run(scp(
+        key,
+        port,
+        "root@127.0.0.1:/tmp/up.bin",
+        &back.display().to_string(),
+    ))
+    .await;
+    assert!(out.status.success(), "scp down: {out:?}");
+    assert!(
+        std::fs::read(&back).unwrap() == up,
+        "the file came back changed"
+    );
+}
+
+/// What a local port forward to `target` inside the container answers to an HTTP GET.
+async fn get_through_forward(key: &std::path::Path, port: u16, target: &str) -> String {
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut tunnel = forward(key, port, "root", local, target)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let answer = loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+            if !buf.is_empty() {
+                break String::from_utf8_lossy(&buf).into_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "the forward never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = tunnel.kill().await;
+    answer
+}
+
+/// The renter's whole journey on an image without sshd: rent → SSH in → run commands →
+/// `scp` both ways → a port forward to a server bound to the container's 127.0.0.1 → the
+/// isolation and limits seen from inside → stop → container and network gone, deposit back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+    let (key, public) = keygen(&dir.path().join("keys"));
+
+    let started = Instant::now();
+    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
+    let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
+    let (port, user, addr) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
+    assert_eq!(
+        (user.as_str(), addr.as_str()),
+        ("root", "127.0.0.1"),
+        "{rented}"
+    );
+
+    // A command in the container: the lease's environment, and no sshd anywhere in it.
+    let out = ssh_ok(
+        &key,
+        port,
+        "echo \"$GPUFLOW_LEASE_ID\"; test -e /usr/sbin/sshd && echo has-sshd || echo no-sshd",
+    )
+    .await;
+    eprintln!(
+        "docker: rent → first SSH command done in {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(out, format!("{lease_id}\nno-sshd\n"));
+    // stdin reaches the command and its exit code comes back.
+    let mut piped = ssh(&key, port, "root", "read x; echo got-$x; exit 7");
+    piped.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = piped.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\n")
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(openssh::SSH_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&done.stdout), "got-hello\n");
+    assert_eq!(done.status.code(), Some(7));
+
+    scp_both_ways(&key, port, dir.path()).await;
+
+    // A server bound to the container's loopback is reachable through `ssh -L`.
+    ssh_ok(
+        &key,
+        port,
+        "cd /tmp && echo forwarded-ok > index.html && \
+         (nohup python3 -m http.server --bind 127.0.0.1 9000 >/dev/null 2>&1 &) ; sleep 1",
+    )
+    .await;
+    let page = get_through_forward(&key, port, "127.0.0.1:9000").await;
+    assert!(page.contains("forwarded-ok"), "{page}");
+
+    // Isolation and limits, from inside: no privilege gain, no raw sockets, the pids limit.
+    let status = ssh_ok(
+        &key,
+        port,
+        "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status",
+    )
+    .await;
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:\t"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    const CAP_NET_RAW: u64 = 1 << 13;
+    const CAP_MKNOD: u64 = 1 << 27;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    assert_eq!(
+        cap_eff & (CAP_NET_RAW | CAP_MKNOD | CAP_SYS_ADMIN),
+        0,
+        "{status}"
+    );
+    let pids = ssh_ok(
+        &key,
+        port,
+        "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+    )
+    .await;
+    assert_eq!(pids.trim(), "4096");
+    // The node's key material never reaches the container.
+    let env = ssh_ok(&key, port, "cat /proc/1/environ | tr '\\0' '\\n'").await;
+    assert!(!env.contains("GPUFLOW_HOST_PRIVATE_KEY"), "{env}");
+    assert!(env.contains("GPUFLOW_SIMULATED_GPUS="), "{env}");
+    // Only the renter's key gets in.
+    let (stranger, _) = keygen(&dir.path().join("stranger"));
+    let refused = openssh::run(ssh(&stranger, port, "root", "true")).await;
+    assert_eq!(refused.status.code(), Some(255), "{refused:?}");
+
+    let stopped = r.json(&["stop", &lease_id, "--json"]).await;
+    assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
+    let waited = r
+        .run(&["wait", &lease_id, "--until", "closed", "--timeout", "30"])
+        .await;
+    assert_eq!(waited.code(), 0, "{}", waited.stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers(&lease_id) != (String::new(), String::new()) {
+        assert!(
+            Instant::now() < deadline,
+            "container or network left after stop: {:?}\n{}",
+            leftovers(&lease_id),
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = openssh::run(ssh(&key, port, "root", "true")).await;
+    assert_eq!(after.status.code(), Some(255), "SSH after stop: {after:?}");
+}
+
+/// An image with nothing but a static busybox (no C library, no sshd, no sftp-server): SSH,
+/// a command and `scp` still work, through the node's gate and its tools mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busybox_image_gets_ssh_and_scp() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+    let (key, public) = keygen(&dir.path().join("keys"));
+    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_BUSYBOX"), &public).await;
+    let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
+    let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
+    let out = ssh_ok(
+        &key,
+        port,
+        "ls /lib /usr/lib 2>/dev/null | grep -c libc; echo ok",
+    )
+    .await;
+    assert_eq!(out, "0\nok\n", "the image has no C library");
+    scp_both_ways(&key, port, dir.path()).await;
+    let stopped = r.json(&["stop", &lease_id, "--json"]).await;
+    assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
+}
+
+/// An image that is neither local nor pullable: the host never sends `start`, declines the
+/// lease, and the renter gets every unit back and a message naming the image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_image_means_no_start_and_a_full_refund() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    let funds = U256::from(100_000_000u64);
+    mint(&chain, RENTER, funds).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+    let (_, public) = keygen(&dir.path().join("keys"));
+    let public = public.display().to_string();
+    let missing = "gpuflow-test/no-such-image:0";
+    let out = r
+        .run(&[
+            "rent",
+            &host.offer_id().to_string(),
+            "--hours",
+            "0.5",
+            "--image",
+            missing,
+            "--ssh-key",
+            &public,
+            "--yes",
+        ])
+        .await;
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
+    let me = chain.signer(RENTER).address();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chain.balance(me).await.unwrap() != funds {
+        assert!(
+            Instant::now() < deadline,
+            "the deposit did not come back: {}\n{}",
+            chain.balance(me).await.unwrap(),
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(chain.balance(host.wallet).await.unwrap(), U256::ZERO);
+    assert!(
+        !host.log().contains("lease started on chain"),
+        "{}",
+        host.log()
+    );
+}
