@@ -57,6 +57,49 @@ fn leftovers(lease: &str) -> (String, String) {
     )
 }
 
+/// `gpuflow stop` of `lease`, then waits until the host has closed it and removed its
+/// container and network; returns the stop's JSON.
+async fn stop_clean(r: &CliRenter, host: &HostNode, lease: &str) -> Value {
+    let stopped = r.json(&["stop", lease, "--json"]).await;
+    let waited = r
+        .run(&["wait", lease, "--until", "closed", "--timeout", "30"])
+        .await;
+    assert_eq!(waited.code(), 0, "{}", waited.stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers(lease) != (String::new(), String::new()) {
+        assert!(
+            Instant::now() < deadline,
+            "container or network left after stop: {:?}\n{}",
+            leftovers(lease),
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stopped
+}
+
+/// Removes what a test's host node left on the shared engine when the test fails half-way
+/// (containers and networks carrying its peer id).
+struct EngineGuard(String);
+
+impl Drop for EngineGuard {
+    fn drop(&mut self) {
+        let filter = format!("label=gpuflow.host={}", self.0);
+        let ids = docker(&["ps", "-aq", "--filter", &filter]);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.lines());
+            docker(&args);
+        }
+        let nets = docker(&["network", "ls", "-q", "--filter", &filter]);
+        if !nets.is_empty() {
+            let mut args = vec!["network", "rm"];
+            args.extend(nets.lines());
+            docker(&args);
+        }
+    }
+}
+
 /// A host node on the Docker runtime with simulated GPUs, offering any image.
 async fn docker_host_node(chain: &TestChain, dir: &std::path::Path) -> HostNode {
     let opts = HostOpts {
@@ -68,6 +111,13 @@ async fn docker_host_node(chain: &TestChain, dir: &std::path::Path) -> HostNode 
         ..HostOpts::default()
     };
     HostNode::start(chain, dir, &opts).await.unwrap()
+}
+
+/// [`docker_host_node`] with its [`EngineGuard`].
+async fn guarded_host(chain: &TestChain, dir: &std::path::Path) -> (HostNode, EngineGuard) {
+    let host = docker_host_node(chain, dir).await;
+    let guard = EngineGuard(host.peer.to_string());
+    (host, guard)
 }
 
 /// `gpuflow rent <offer> --image <image> --ssh-key <pub> --json` → the JSON answer.
@@ -170,7 +220,7 @@ async fn get_through_forward(key: &std::path::Path, port: u16, target: &str) -> 
 async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
     let chain = TestChain::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
     mint(&chain, RENTER, U256::from(100_000_000u64)).await;
     let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
     let (key, public) = keygen(&dir.path().join("keys"));
@@ -265,22 +315,8 @@ async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
     let refused = openssh::run(ssh(&stranger, port, "root", "true")).await;
     assert_eq!(refused.status.code(), Some(255), "{refused:?}");
 
-    let stopped = r.json(&["stop", &lease_id, "--json"]).await;
+    let stopped = stop_clean(&r, &host, &lease_id).await;
     assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
-    let waited = r
-        .run(&["wait", &lease_id, "--until", "closed", "--timeout", "30"])
-        .await;
-    assert_eq!(waited.code(), 0, "{}", waited.stderr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while leftovers(&lease_id) != (String::new(), String::new()) {
-        assert!(
-            Instant::now() < deadline,
-            "container or network left after stop: {:?}\n{}",
-            leftovers(&lease_id),
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let after = openssh::run(ssh(&key, port, "root", "true")).await;
     assert_eq!(after.status.code(), Some(255), "SSH after stop: {after:?}");
 }
@@ -291,7 +327,7 @@ async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
 async fn busybox_image_gets_ssh_and_scp() {
     let chain = TestChain::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
     mint(&chain, RENTER, U256::from(100_000_000u64)).await;
     let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
     let (key, public) = keygen(&dir.path().join("keys"));
@@ -306,7 +342,7 @@ async fn busybox_image_gets_ssh_and_scp() {
     .await;
     assert_eq!(out, "0\nok\n", "the image has no C library");
     scp_both_ways(&key, port, dir.path()).await;
-    let stopped = r.json(&["stop", &lease_id, "--json"]).await;
+    let stopped = stop_clean(&r, &host, &lease_id).await;
     assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
 }
 
@@ -316,7 +352,7 @@ async fn busybox_image_gets_ssh_and_scp() {
 async fn missing_image_means_no_start_and_a_full_refund() {
     let chain = TestChain::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let host = docker_host_node(&chain, &dir.path().join("host")).await;
+    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
     let funds = U256::from(100_000_000u64);
     mint(&chain, RENTER, funds).await;
     let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
@@ -355,4 +391,185 @@ async fn missing_image_means_no_start_and_a_full_refund() {
         "{}",
         host.log()
     );
+}
+
+/// Whether a TCP connection from inside the lease (bash's `/dev/tcp`) to `ip:port` opens.
+async fn reaches(key: &std::path::Path, port: u16, ip: &str, target: u16) -> bool {
+    let probe = format!(
+        "timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/{target}' 2>/dev/null && echo open || echo closed"
+    );
+    match ssh_ok(key, port, &probe).await.trim() {
+        "open" => true,
+        "closed" => false,
+        other => panic!("probe said {other:?}"),
+    }
+}
+
+/// The lease network's gateway (the host's address on the lease's bridge).
+fn gateway(lease: &str) -> String {
+    let name = format!("gpuflow-{}", lease.trim_start_matches("0x"));
+    docker(&[
+        "network",
+        "inspect",
+        &name,
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ])
+}
+
+/// One lease's container, seen from inside another's: each isolation property of the Docker
+/// runtime checked from inside a real container. Two host nodes share one engine (each keeps
+/// to its own containers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_cannot_reach_the_host_its_lan_or_another_lease() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (host_a, _guard_a) = guarded_host(&chain, &dir.path().join("a")).await;
+    let opts_b = HostOpts {
+        key: gpuflow_tests::chain::HOST + 1,
+        env: vec![("DOCKER_HOST".into(), docker_host())],
+        args: ["--runtime", "docker", "--gpu-simulated", "true"]
+            .map(String::from)
+            .to_vec(),
+        templates: Some(Vec::new()),
+        ..HostOpts::default()
+    };
+    let host_b = HostNode::start(&chain, &dir.path().join("b"), &opts_b)
+        .await
+        .unwrap();
+    let _guard_b = EngineGuard(host_b.peer.to_string());
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    // One renter, one CLI home per host (each home bootstraps from its host).
+    let ra = CliRenter::new(&chain, &dir.path().join("ra"), RENTER, &[&host_a]);
+    let rb = CliRenter::new(&chain, &dir.path().join("rb"), RENTER, &[&host_b]);
+    let (key, public) = keygen(&dir.path().join("keys"));
+    let debian = image("GPUFLOW_TEST_IMAGE_DEBIAN");
+    let a = rent(&ra, &host_a, &debian, &public).await;
+    let b = rent(&rb, &host_b, &debian, &public).await;
+    let (port_a, _, _) = parse_ssh_line(a["ssh"].as_str().unwrap_or_default());
+    let (port_b, _, _) = parse_ssh_line(b["ssh"].as_str().unwrap_or_default());
+    let lease_a = a["lease_id"].as_str().unwrap().to_owned();
+    let lease_b = b["lease_id"].as_str().unwrap().to_owned();
+
+    // A server in lease B, on every address of its container.
+    ssh_ok(
+        &key,
+        port_b,
+        "cd /tmp && (nohup python3 -m http.server 9000 >/dev/null 2>&1 &); sleep 1",
+    )
+    .await;
+    let ip_b = ssh_ok(&key, port_b, "hostname -i").await.trim().to_owned();
+    // The probe works: B reaches its own server.
+    assert!(reaches(&key, port_b, "127.0.0.1", 9000).await);
+    assert!(reaches(&key, port_b, &ip_b, 9000).await);
+    // Lease A cannot reach lease B.
+    assert!(
+        !reaches(&key, port_a, &ip_b, 9000).await,
+        "lease A reached lease B's container"
+    );
+
+    // A port the host listens on for everyone (like a home host's SSH or printer) is open
+    // from the host itself, and closed from inside the lease: through the lease's gateway and
+    // through the host's own private address.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", host_port)).is_ok());
+    let gw = gateway(&lease_a);
+    assert!(!gw.is_empty(), "no gateway for {lease_a}");
+    assert!(
+        !reaches(&key, port_a, &gw, host_port).await,
+        "lease reached the host through its gateway {gw}"
+    );
+    // Lease B's SSH gate and the host node's API are host ports too.
+    assert!(!reaches(&key, port_a, &gw, port_b).await);
+    let api_port: u16 = host_a
+        .api
+        .as_deref()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap();
+    assert!(!reaches(&key, port_a, &gw, api_port).await);
+    assert!(!reaches(&key, port_a, "127.0.0.1", api_port).await);
+
+    // Nothing is left of either lease once both stop, rules included.
+    let bridges: Vec<String> = [&lease_a, &lease_b]
+        .iter()
+        .map(|l| {
+            let name = format!("gpuflow-{}", l.trim_start_matches("0x"));
+            let id = docker(&["network", "inspect", &name, "-f", "{{.Id}}"]);
+            format!("br-{}", &id[..12])
+        })
+        .collect();
+    let rules = || {
+        let out = std::process::Command::new("iptables")
+            .args(["-w", "-S"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for bridge in &bridges {
+        assert!(
+            rules().contains(&format!("gpuflow {bridge}")),
+            "no fence for {bridge}"
+        );
+    }
+    for (r, host, id) in [(&ra, &host_a, &lease_a), (&rb, &host_b, &lease_b)] {
+        let stopped = stop_clean(r, host, id).await;
+        assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
+    }
+    let left = rules();
+    for bridge in &bridges {
+        let ours = format!("gpuflow {bridge}");
+        assert!(!left.contains(&ours), "rules left for {bridge}: {left}");
+    }
+}
+
+/// `kill -9` of the node while a container runs: the container lives on, the restarted node
+/// re-adopts it and serves SSH on the same port again, and the lease is billed from its one
+/// `start` to its close, to the unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_readopts_its_container_and_ssh_comes_back() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+    let (key, public) = keygen(&dir.path().join("keys"));
+    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
+    let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
+    let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
+    ssh_ok(&key, port, "echo before > /tmp/mark").await;
+    let container = leftovers(&lease_id).0;
+    assert!(!container.is_empty());
+
+    host.kill9().await;
+    host.restart(&chain).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = openssh::run(ssh(&key, port, "root", "cat /tmp/mark")).await;
+        if out.status.success() || Instant::now() >= deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        out.status.success(),
+        "no SSH after the restart: {out:?}\n{}",
+        host.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    assert_eq!(leftovers(&lease_id).0, container, "the same container");
+
+    let stopped = stop_clean(&r, &host, &lease_id).await;
+    let (paid, fee, refund) = (
+        units(&stopped["host_amount"]),
+        units(&stopped["fee"]),
+        units(&stopped["refund"]),
+    );
+    assert_eq!(
+        paid + fee + refund,
+        units(&rented["deposit"]),
+        "{stopped} {rented}"
+    );
+    assert!(paid > U256::ZERO, "{stopped}");
 }
