@@ -15,6 +15,10 @@
 #                            the OS pick (the chosen address is in <host dir>/api_addr)
 #   GPUFLOW_BIN_DIR          directory with prebuilt gpuflow-node and gpuflow; default: build
 #                            them with `cargo build` and use target/debug
+#   GPUFLOW_DEVNET_RUNTIME   process (default: no Docker needed; workloads are unisolated child
+#                            processes) or docker (a Docker engine, started privately by
+#                            scripts/docker-engine.sh if none runs, the locally built test images
+#                            standing in for the template images, simulated GPUs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/contracts/bin"
@@ -23,6 +27,16 @@ chain_id="${GPUFLOW_DEVNET_CHAIN_ID:-31337}"
 p2p_port="${GPUFLOW_DEVNET_P2P_PORT:-0}"
 api_port="${GPUFLOW_DEVNET_API_PORT:-8686}"
 state_dir="${GPUFLOW_DEVNET_DIR:-$root/.devnet}"
+runtime="${GPUFLOW_DEVNET_RUNTIME:-process}"
+case "$runtime" in
+  process | docker) ;;
+  *)
+    echo "error: GPUFLOW_DEVNET_RUNTIME=$runtime: use process or docker" >&2
+    exit 2
+    ;;
+esac
+# Set when this script started the Docker engine (and so stops it).
+own_engine=""
 rpc="http://127.0.0.1:$port"
 # anvil's well-known keys: public test keys, never use them on a real chain.
 # Account 0 deploys and mints; accounts 1 and 3 are the two hosts' wallets; account 2 is the
@@ -102,11 +116,23 @@ cleanup() {
   [ "${#node_pids[@]}" -gt 0 ] && stop_pids "${node_pids[@]}"
   kill_workloads
   [ -n "$anvil_pid" ] && stop_pids "$anvil_pid"
+  [ -n "$own_engine" ] && "$root/scripts/docker-engine.sh" stop
   echo "devnet stopped"
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 trap cleanup EXIT
+
+if [ "$runtime" = docker ]; then
+  "$root/scripts/docker-engine.sh" env >/dev/null 2>&1 || own_engine=1
+  eval "$("$root/scripts/docker-engine.sh" start)"
+  eval "$("$root/scripts/build-test-images.sh")"
+  # No registry here: the pytorch template runs the local Debian image (bash, python3, no sshd;
+  # the node's SSH gate serves SSH). The other templates' images are not available.
+  pytorch="$(sed -n 's/.*image: "\(pytorch[^"]*\)".*/\1/p' "$root/protocol/src/templates.rs")"
+  docker tag "$GPUFLOW_TEST_IMAGE_DEBIAN" "$pytorch"
+  echo "docker runtime: engine $DOCKER_HOST, $pytorch = $GPUFLOW_TEST_IMAGE_DEBIAN"
+fi
 
 echo "starting anvil on $rpc, chain id $chain_id (log: $state_dir/anvil.log)"
 # Own session (setsid): a Ctrl-C in the terminal reaches only this script, whose clean-up stops
@@ -212,11 +238,17 @@ write_config() {
     if has_flag --runtime; then
       echo
       echo "[runtime]"
-      echo 'kind = "process"'
+      echo "kind = \"$runtime\""
+      # A devnet on another chain id is as local as one on 31337.
+      if [ "$runtime" = process ] && [ "$chain_id" != 31337 ] &&
+        has_flag --process-runtime-gives-renters-my-account; then
+        echo "process_gives_renters_my_account = true"
+      fi
     fi
     echo
     echo "[gpu]"
     echo 'detection = "declared"'
+    [ "$runtime" = docker ] && echo 'simulated = true'
     echo
     cat
   } >"$state_dir/$name.toml"

@@ -61,6 +61,8 @@ enum Command {
     Stop(cmd::stop::StopArgs),
     /// Wait until a lease is running or closed (exit 0 reached, 1 error, 3 timed out).
     Wait(cmd::wait::WaitArgs),
+    /// Print a lease's workload output (--tail N, --follow); only its renter can.
+    Logs(cmd::logs::LogsArgs),
     /// Manage wallets: encrypted keystores under the data directory.
     #[command(subcommand)]
     Wallet(cmd::wallet::WalletCommand),
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Command::Extend(args) => Box::pin(args.run()).await,
             Command::Stop(args) => Box::pin(args.run()).await,
             Command::Wait(args) => Box::pin(args.run()).await,
+            Command::Logs(args) => Box::pin(args.run()).await,
             Command::Wallet(cmd) => Box::pin(cmd.run()).await,
             Command::Templates(args) => args.run(),
         }

@@ -63,7 +63,8 @@ use gpuflow_protocol::escrow::MockStablecoin;
 use gpuflow_protocol::escrow::{self as escrow_types};
 use gpuflow_protocol::templates::SSH_PORT;
 use gpuflow_protocol::wire::{
-    LeaseResponse, LeaseStatus, PortMap, PullProgress, SignedQuote, code, cut_message,
+    LeaseResponse, LeaseStatus, LogsRequest, MAX_LEASE_RESPONSE_BYTES, MAX_LOG_CHUNK_BYTES,
+    MAX_LOG_TAIL, PortMap, PullProgress, SignedQuote, code, cut_message,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -358,6 +359,7 @@ pub async fn start(
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let kind = runtime.kind();
     let board = runtime.board();
+    let logs = runtime.log_reader();
     let interval = config.earnings.withdraw_interval_secs;
     let worker = Engine {
         repo: repo.clone(),
@@ -391,6 +393,7 @@ pub async fn start(
             reader: reader.clone(),
             token: chain.token,
             board,
+            logs,
         },
         handle,
         watcher: watcher_handle,

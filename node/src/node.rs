@@ -161,6 +161,12 @@ pub async fn run(
     if origin == KeyOrigin::Created {
         tracing::info!(target: "node", path = %config.identity_key.display(), %peer, "created a new node identity");
     }
+    if config.runtime == RuntimeKind::Process {
+        tracing::warn!(target: "runtime", unisolated_off_devnet = config.process_unisolated,
+            "the process runtime does not isolate renters: their code runs as this OS user and \
+             can read the wallet key, the node identity and the API token; use --runtime docker \
+             for anyone but yourself");
+    }
     // The runtime first: an unreachable Docker stops the node before it joins the network.
     let runtime = match &engine {
         Some(e) => Some(

@@ -54,16 +54,18 @@ pub async fn serve(
                 }
             }
             (LeaseRequest::Status { lease_id }, Some(f)) => f.status(lease_id).await,
+            (LeaseRequest::Logs(req), Some(f)) => f.logs(&req, &desk.host_peer, unix_now()).await,
             (LeaseRequest::Opened { lease_id, tx_hash }, Some(f)) => {
                 tracing::info!(target: "lease", %peer, lease = %lease_id, tx = %tx_hash, "renter reports the lease opened");
                 f.opened(lease_id).await
             }
-            (LeaseRequest::Status { .. } | LeaseRequest::Opened { .. }, None) => {
-                LeaseResponse::error(
-                    code::UNSUPPORTED,
-                    "this host does not answer lease status yet; watch the escrow contract instead",
-                )
-            }
+            (
+                LeaseRequest::Status { .. } | LeaseRequest::Opened { .. } | LeaseRequest::Logs(_),
+                None,
+            ) => LeaseResponse::error(
+                code::UNSUPPORTED,
+                "this host does not answer lease status yet; watch the escrow contract instead",
+            ),
             // Kept by `crate::receipts::intercept` before requests get here when the engine runs.
             (LeaseRequest::Receipt(_), _) => {
                 LeaseResponse::error(code::UNSUPPORTED, "this host keeps no receipts")

@@ -16,7 +16,7 @@ use alloy::primitives::{Address, B256, Bytes, keccak256};
 use alloy::signers::{SignerSync, local::PrivateKeySigner};
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
-use crate::wire::{QuoteRequest, RequestAuth};
+use crate::wire::{LogsRequest, QuoteRequest, RequestAuth};
 
 alloy::sol!(
     /// What a renter signs to ask a host for a quote.
@@ -138,28 +138,102 @@ pub fn verify(
     now: u64,
     domain: &Eip712Domain,
 ) -> Result<B256, AuthError> {
-    if req.auth.is_empty() {
+    verify_hash(
+        request_hash(req),
+        &req.auth,
+        req.renter,
+        host_peer,
+        now,
+        domain,
+    )
+}
+
+/// [`verify`] for any request whose hash is `request`, signed in `auth`, that names `renter`.
+pub fn verify_hash(
+    request: B256,
+    auth: &RequestAuth,
+    renter: Address,
+    host_peer: &str,
+    now: u64,
+    domain: &Eip712Domain,
+) -> Result<B256, AuthError> {
+    if auth.is_empty() {
         return Err(AuthError::Missing);
     }
-    let issued_at = req.auth.issued_at;
+    let issued_at = auth.issued_at;
     if issued_at.saturating_add(MAX_REQUEST_AGE_SECS) < now
         || issued_at > now.saturating_add(MAX_FUTURE_SKEW_SECS)
     {
         return Err(AuthError::Stale { issued_at, now });
     }
-    let digest = message(req, host_peer, issued_at, req.auth.nonce).eip712_signing_hash(domain);
-    let sig = alloy::primitives::Signature::try_from(req.auth.signature.as_ref())
+    let digest = QuoteRequestAuth {
+        request,
+        host: keccak256(host_peer.as_bytes()),
+        issuedAt: issued_at,
+        nonce: auth.nonce,
+    }
+    .eip712_signing_hash(domain);
+    let sig = alloy::primitives::Signature::try_from(auth.signature.as_ref())
         .map_err(|_| AuthError::Malformed)?;
     let signer = sig
         .recover_address_from_prehash(&digest)
         .map_err(|_| AuthError::Malformed)?;
-    if signer != req.renter {
-        return Err(AuthError::WrongSigner {
-            signer,
-            renter: req.renter,
-        });
+    if signer != renter {
+        return Err(AuthError::WrongSigner { signer, renter });
     }
     Ok(digest)
+}
+
+/// keccak256 of a logs request's JSON without its `auth`.
+pub fn logs_hash(req: &LogsRequest) -> B256 {
+    let unsigned = LogsRequest {
+        auth: RequestAuth::default(),
+        ..req.clone()
+    };
+    keccak256(serde_json::to_vec(&unsigned).unwrap_or_default())
+}
+
+/// Signs a logs request for `host_peer` with the renter wallet (same scheme as quote requests:
+/// a read of the renter's own workload output, so only the renter may ask).
+pub fn sign_logs(
+    req: &mut LogsRequest,
+    signer: &PrivateKeySigner,
+    host_peer: &str,
+    issued_at: u64,
+    domain: &Eip712Domain,
+) -> Result<(), alloy::signers::Error> {
+    let nonce = fresh_nonce();
+    let digest = QuoteRequestAuth {
+        request: logs_hash(req),
+        host: keccak256(host_peer.as_bytes()),
+        issuedAt: issued_at,
+        nonce,
+    }
+    .eip712_signing_hash(domain);
+    let sig = signer.sign_hash_sync(&digest)?;
+    req.auth = RequestAuth {
+        issued_at,
+        nonce,
+        signature: Bytes::from(sig.as_bytes().to_vec()),
+    };
+    Ok(())
+}
+
+/// Checks a logs request's signature: by its `renter`, for `host_peer`, recent at `now`.
+pub fn verify_logs(
+    req: &LogsRequest,
+    host_peer: &str,
+    now: u64,
+    domain: &Eip712Domain,
+) -> Result<B256, AuthError> {
+    verify_hash(
+        logs_hash(req),
+        &req.auth,
+        req.renter,
+        host_peer,
+        now,
+        domain,
+    )
 }
 
 #[cfg(test)]

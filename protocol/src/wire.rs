@@ -18,10 +18,10 @@ mod lease;
 pub mod rules;
 
 pub use lease::{
-    LeaseRequest, LeaseResponse, LeaseStatus, MAX_ERROR_MESSAGE_BYTES, MAX_IMAGE_BYTES,
-    MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_REQUEST_ENV, MAX_REQUEST_PORTS,
-    MAX_SSH_KEY_BYTES, PortMap, PullProgress, QuoteRequest, QuoteTerms, RequestAuth, SignedQuote,
-    code, cut_message,
+    LeaseRequest, LeaseResponse, LeaseStatus, LogChunk, LogsRequest, MAX_ERROR_MESSAGE_BYTES,
+    MAX_IMAGE_BYTES, MAX_LEASE_REQUEST_BYTES, MAX_LEASE_RESPONSE_BYTES, MAX_LOG_CHUNK_BYTES,
+    MAX_LOG_TAIL, MAX_REQUEST_ENV, MAX_REQUEST_PORTS, MAX_SSH_KEY_BYTES, PortMap, PullProgress,
+    QuoteRequest, QuoteTerms, RequestAuth, SignedQuote, code, cut_message,
 };
 
 use crate::offer::{

@@ -126,6 +126,22 @@ impl CliRenter {
     }
 
     /// Runs a command that must succeed and print JSON; returns the JSON.
+    /// Starts `gpuflow ARGS` as this renter without waiting, stdout piped (for `--follow`);
+    /// killed when dropped.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        command("gpuflow", &self.home)
+            .expect("the gpuflow binary")
+            .env("GPUFLOW_HOME", self.home.join("gpuflow"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning gpuflow")
+    }
+
+    /// Runs `gpuflow ARGS --json` as this renter and parses stdout; fails unless it exits 0.
     pub async fn json(&self, args: &[&str]) -> Value {
         json_of(args, &self.run(args).await)
     }

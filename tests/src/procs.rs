@@ -168,7 +168,7 @@ impl NodeSpec {
              [chain]\nchain_id = 31337\nescrow = \"{:#x}\"\ntoken = \"{:#x}\"\ntoken_decimals = 6\n\
              [machine]\nregion = {:?}\ncpu_cores = 16\nram_mib = 65536\n\
              [offers]\ntemplates = {:?}\n{}[gpu]\ndetection = \"declared\"\n\
-             [api]\naddr = \"127.0.0.1:0\"\n",
+             [api]\naddr = \"127.0.0.1:0\"\n[runtime]\nkind = \"process\"\n",
             data_dir.display().to_string(),
             self.bootstrap,
             self.escrow,

@@ -3,6 +3,7 @@
 pub(crate) mod extend;
 pub(crate) mod host;
 pub(crate) mod leases;
+pub(crate) mod logs;
 pub(crate) mod offer;
 pub(crate) mod rent;
 mod rent_check;

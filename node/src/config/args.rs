@@ -142,13 +142,22 @@ pub struct ConfigArgs {
     /// [env: GPUFLOW_API_ADDR] [default: 127.0.0.1:8686]
     #[arg(long, value_name = "ADDR|off")]
     pub api_addr: Option<ApiListen>,
-    /// Where leased workloads run: `docker` (containers through the local Docker engine at
-    /// DOCKER_HOST or unix:///var/run/docker.sock; start-up fails if it is unreachable) or
-    /// `process` (child processes, no isolation: development and tests only; a lease that
-    /// names an image runs a stand-in HTTP server on $PORT instead, since images need Docker).
-    /// [file: runtime.kind] [env: GPUFLOW_RUNTIME] [default: process]
+    /// Where leased workloads run: `docker` (one isolated container per lease through the
+    /// local Docker engine at DOCKER_HOST or unix:///var/run/docker.sock; start-up fails if it
+    /// is unreachable) or `process` (child processes of the node, NOT isolated: a renter's code
+    /// runs as your OS user and can read your wallet key, node identity and API token; a lease
+    /// that names an image runs a stand-in HTTP server instead). `process` runs only on the
+    /// devnet chain (31337) unless --process-runtime-gives-renters-my-account is set.
+    /// [file: runtime.kind] [env: GPUFLOW_RUNTIME] [default: docker]
     #[arg(long, value_name = "KIND")]
     pub runtime: Option<RuntimeKind>,
+    /// WARNING: lets the process runtime run on a real chain, where any stranger who rents
+    /// from you runs code as your OS user (your wallet key, node identity and API token are
+    /// theirs). For throw-away test machines only. [file:
+    /// runtime.process_gives_renters_my_account] [env: GPUFLOW_PROCESS_GIVES_RENTERS_MY_ACCOUNT]
+    /// [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub process_runtime_gives_renters_my_account: Option<bool>,
     /// Seconds between scheduled `withdrawMany` batches of accrued earnings; 0 = never on a
     /// schedule. [file: earnings.withdraw_interval_secs] [env: GPUFLOW_WITHDRAW_INTERVAL_SECS]
     /// [default: 3600]
@@ -219,7 +228,10 @@ impl ConfigArgs {
             api: ApiLayer {
                 addr: self.api_addr,
             },
-            runtime: RuntimeLayer { kind: self.runtime },
+            runtime: RuntimeLayer {
+                kind: self.runtime,
+                process_gives_renters_my_account: self.process_runtime_gives_renters_my_account,
+            },
             earnings: EarningsLayer {
                 withdraw_interval_secs: self.withdraw_interval_secs,
                 withdraw_on_shutdown: self.withdraw_earnings_on_shutdown,

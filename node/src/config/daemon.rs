@@ -108,6 +108,9 @@ pub struct ApiLayer {
 pub struct RuntimeLayer {
     /// `process` or `docker`.
     pub kind: Option<RuntimeKind>,
+    /// Run the process runtime on a chain other than the devnet's: renters' code then runs as
+    /// the node's own OS user.
+    pub process_gives_renters_my_account: Option<bool>,
 }
 
 /// `[earnings]`.

@@ -104,10 +104,11 @@ addr = "127.0.0.1:8686"
 [runtime]
 # Where leased workloads run. "docker": one container per lease through the local Docker engine
 # (DOCKER_HOST or unix:///var/run/docker.sock; start-up fails if it is unreachable).
-# "process": child processes of the node, without isolation: development and tests only; a lease
-# naming an image runs a stand-in HTTP server on $PORT, as images need Docker.
+# "process": child processes of the node, NOT isolated (a renter's code runs as your OS user and
+# can read your wallet key): only on the devnet chain (31337), unless
+# process_gives_renters_my_account = true. A lease naming an image runs a stand-in HTTP server.
 # env GPUFLOW_RUNTIME, flag --runtime
-kind = "process"
+kind = "docker"
 
 [earnings]
 # Accrued earnings are collected in one withdrawMany transaction per batch (leases are also paid

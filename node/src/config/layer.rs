@@ -163,7 +163,7 @@ impl ConfigLayer {
             templates, withdraw_on_shutdown);
         overlay!(self.gpu, low.gpu; detection, declared, simulated);
         overlay!(self.api, low.api; addr);
-        overlay!(self.runtime, low.runtime; kind);
+        overlay!(self.runtime, low.runtime; kind, process_gives_renters_my_account);
         overlay!(self.earnings, low.earnings; withdraw_interval_secs, withdraw_on_shutdown);
         self
     }
@@ -220,6 +220,8 @@ impl ConfigLayer {
             },
             runtime: RuntimeLayer {
                 kind: parse.value("GPUFLOW_RUNTIME")?,
+                process_gives_renters_my_account: parse
+                    .value("GPUFLOW_PROCESS_GIVES_RENTERS_MY_ACCOUNT")?,
             },
             earnings: EarningsLayer {
                 withdraw_interval_secs: parse.value("GPUFLOW_WITHDRAW_INTERVAL_SECS")?,

@@ -77,6 +77,8 @@ pub struct Config {
     pub api: ApiListen,
     /// Where leased workloads run.
     pub runtime: RuntimeKind,
+    /// The process runtime was allowed off the devnet chain (renters get the node's account).
+    pub process_unisolated: bool,
     /// When earnings are withdrawn.
     pub earnings: EarningsSettings,
     /// The host wallet's keystore, if the key is not in the environment.
@@ -284,6 +286,10 @@ fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The chain id of the local devnet (anvil's and Hardhat's default): the only chain the
+/// process runtime runs on without being told that renters get the node's account.
+pub const DEVNET_CHAIN_ID: u64 = 31337;
+
 /// The default data directory: `$XDG_DATA_HOME/gpuflow`, else `~/.local/share/gpuflow`.
 pub fn default_data_dir(env: Env<'_>) -> Result<PathBuf, ConfigError> {
     if let Some(x) = env("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
@@ -426,6 +432,26 @@ impl Config {
                 "must be positive and at least offers.min_duration_secs",
             ));
         }
+        let runtime = layer.runtime.kind.unwrap_or(RuntimeKind::Docker);
+        let process_unisolated = layer
+            .runtime
+            .process_gives_renters_my_account
+            .unwrap_or(false);
+        if runtime == RuntimeKind::Process
+            && chain.chain_id != DEVNET_CHAIN_ID
+            && !process_unisolated
+        {
+            return Err(invalid(
+                "runtime.kind",
+                format!(
+                    "the process runtime does not isolate renters (their code runs as your OS \
+                     user and can read your wallet key), so it runs only on the devnet chain \
+                     ({DEVNET_CHAIN_ID}), not chain {}; use `--runtime docker`, or on a \
+                     throw-away machine set --process-runtime-gives-renters-my-account true",
+                    chain.chain_id
+                ),
+            ));
+        }
         let mut pricing = BTreeMap::new();
         for (model, spec) in layer.pricing.unwrap_or_default() {
             let units = resolve_price(&model, &spec, chain.token_decimals)?;
@@ -452,7 +478,8 @@ impl Config {
             declared: layer.gpu.declared.unwrap_or_default(),
             gpu_simulated: layer.gpu.simulated.unwrap_or(false),
             api: layer.api.addr.unwrap_or_default(),
-            runtime: layer.runtime.kind.unwrap_or(RuntimeKind::Process),
+            runtime,
+            process_unisolated,
             earnings: EarningsSettings {
                 withdraw_interval_secs: layer
                     .earnings

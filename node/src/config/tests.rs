@@ -207,7 +207,8 @@ fn default_paths_follow_xdg() {
 fn api_runtime_earnings_and_keystore_keys_layer_like_the_rest() {
     let c = load(FILE, &[], &[]).unwrap();
     assert_eq!(c.api, ApiListen::default());
-    assert_eq!(c.runtime, RuntimeKind::Process);
+    // Docker by default: the process runtime gives renters the node's OS account.
+    assert_eq!(c.runtime, RuntimeKind::Docker);
     assert_eq!(c.earnings, EarningsSettings::default());
     assert_eq!(c.earnings.withdraw_interval_secs, 3600);
     assert!(c.earnings.withdraw_on_shutdown);
@@ -238,6 +239,7 @@ fn api_runtime_earnings_and_keystore_keys_layer_like_the_rest() {
     let env = [
         ("GPUFLOW_API_ADDR", "127.0.0.1:0"),
         ("GPUFLOW_RUNTIME", "process"),
+        ("GPUFLOW_PROCESS_GIVES_RENTERS_MY_ACCOUNT", "true"),
         ("GPUFLOW_WITHDRAW_INTERVAL_SECS", "0"),
         ("GPUFLOW_WITHDRAW_EARNINGS_ON_SHUTDOWN", "true"),
         ("GPUFLOW_KEYSTORE", "/env/ks.json"),
@@ -246,6 +248,21 @@ fn api_runtime_earnings_and_keystore_keys_layer_like_the_rest() {
     let c = load(&file, &env, &[]).unwrap();
     assert_eq!(c.api, "127.0.0.1:0".parse().unwrap());
     assert_eq!(c.runtime, RuntimeKind::Process);
+    assert!(c.process_unisolated);
+    // Without the flag, the process runtime runs only on the devnet chain.
+    let err = load(&file, &env[..2], &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("runs only on the devnet chain (31337), not chain 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--process-runtime-gives-renters-my-account"),
+        "{err}"
+    );
+    let devnet = file.replace("chain_id = 1\n", "chain_id = 31337\n");
+    let d = load(&devnet, &env[..2], &[]).unwrap();
+    assert_eq!(d.runtime, RuntimeKind::Process);
+    assert!(!d.process_unisolated);
     assert_eq!(
         c.earnings.withdraw_interval_secs, 0,
         "0 turns the schedule off"

@@ -17,6 +17,8 @@ pub struct LeaseFront {
     pub(super) token: Address,
     /// What the runtime is doing for leases it is getting ready.
     pub(super) board: Option<crate::runtime::progress::LaunchBoard>,
+    /// Where workloads' output is read for `gpuflow logs`.
+    pub(super) logs: crate::runtime::logs::LogReader,
 }
 
 /// A renter wallet's money, as [`LeaseFront::funds`] reads it.
@@ -175,6 +177,61 @@ impl LeaseFront {
             }
             Ok(None) => unknown(lease),
             Err(e) => LeaseResponse::error(code::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+impl LeaseFront {
+    /// The answer to `Logs`: a chunk of the workload's output, for the lease's renter only
+    /// (signed for this host, `host_peer`, recently at `now`).
+    pub async fn logs(&self, req: &LogsRequest, host_peer: &str, now: u64) -> LeaseResponse {
+        if let Err(e) =
+            gpuflow_protocol::request_auth::verify_logs(req, host_peer, now, &self.domain)
+        {
+            return LeaseResponse::error(code::UNAUTHORIZED, e.to_string());
+        }
+        if req.tail > MAX_LOG_TAIL {
+            return LeaseResponse::error(
+                code::INVALID_REQUEST,
+                format!(
+                    "tail {} is over the limit of {MAX_LOG_TAIL} lines",
+                    req.tail
+                ),
+            );
+        }
+        let rec = match self.repo.get(req.lease_id).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return unknown(req.lease_id),
+            Err(e) => return LeaseResponse::error(code::INTERNAL, e.to_string()),
+        };
+        if rec.quote.renter != req.renter {
+            return LeaseResponse::error(
+                code::UNAUTHORIZED,
+                "only the lease's renter may read its workload's output",
+            );
+        }
+        let Some(workload) = &rec.workload else {
+            return LeaseResponse::error(
+                code::INVALID_REQUEST,
+                format!(
+                    "lease {} has no workload now (state {}); output is kept while it runs",
+                    req.lease_id,
+                    rec.state.as_str()
+                ),
+            );
+        };
+        // Escaping can grow text up to six-fold: shrink until the answer fits the wire limit.
+        let mut max = MAX_LOG_CHUNK_BYTES;
+        loop {
+            let chunk = match self.logs.read(workload, req.cursor, req.tail, max).await {
+                Ok(c) => c,
+                Err(e) => return LeaseResponse::error(code::INTERNAL, e.to_string()),
+            };
+            let answer = LeaseResponse::Logs(chunk);
+            if answer.encode().len() <= MAX_LEASE_RESPONSE_BYTES || max <= 64 {
+                return answer;
+            }
+            max /= 2;
         }
     }
 }

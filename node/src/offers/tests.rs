@@ -51,6 +51,7 @@ fn config() -> Config {
         detection: Detection::Declared,
         declared: vec![],
         gpu_simulated: false,
+        process_unisolated: false,
         api: crate::config::ApiListen::Off,
         runtime: crate::runtime::RuntimeKind::Process,
         earnings: crate::config::EarningsSettings::default(),

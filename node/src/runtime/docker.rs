@@ -616,6 +616,10 @@ impl Runtime for DockerRuntime {
         Some(self.board.clone())
     }
 
+    fn log_reader(&self) -> super::logs::LogReader {
+        super::logs::LogReader::Docker(self.docker.clone())
+    }
+
     async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
         let launched = self.launch_inner(lease, spec).await;
         self.board.done(lease);

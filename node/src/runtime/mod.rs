@@ -14,6 +14,7 @@
 pub mod docker;
 pub mod docker_body;
 pub mod firewall;
+pub mod logs;
 pub mod process;
 pub mod progress;
 pub mod ssh_gate;
@@ -156,6 +157,9 @@ pub trait Runtime: Send + Sync {
         None
     }
 
+    /// Where the workloads' output can be read for `gpuflow logs`.
+    fn log_reader(&self) -> logs::LogReader;
+
     /// Starts the workload of `lease`. The spec must have passed [`LeaseSpec::validate`]
     /// (drivers check again).
     fn launch(
@@ -241,6 +245,13 @@ impl Runtime for AnyRuntime {
         match self {
             AnyRuntime::Process(r) => r.board(),
             AnyRuntime::Docker(r) => r.board(),
+        }
+    }
+
+    fn log_reader(&self) -> logs::LogReader {
+        match self {
+            AnyRuntime::Process(r) => r.log_reader(),
+            AnyRuntime::Docker(r) => r.log_reader(),
         }
     }
 

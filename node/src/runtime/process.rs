@@ -282,6 +282,10 @@ fn read_handle(dir: &Path) -> Option<WorkloadHandle> {
 }
 
 impl Runtime for ProcessRuntime {
+    fn log_reader(&self) -> super::logs::LogReader {
+        super::logs::LogReader::Process(self.dir.clone())
+    }
+
     async fn launch(&self, lease: B256, spec: &LeaseSpec) -> Result<WorkloadHandle, RuntimeError> {
         spec.validate()?;
         let Some((program, args)) = spec.command.split_first() else {

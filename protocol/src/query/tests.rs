@@ -89,6 +89,8 @@ fn each_field_reads_the_offer() {
         ("geolocation in [NL,US]", false),
         ("verified=false", true),
         ("verified=true", false),
+        ("simulated=false", true),
+        ("simulated=true", false),
         ("host_age>=1", true),
         ("host_age>1", false),
         ("duration>=168", true),
@@ -101,6 +103,9 @@ fn each_field_reads_the_offer() {
     assert!(!hits(&format!("host!={host}"), &o));
     o.gpu_source = GpuSource::Nvml;
     assert!(hits("verified==true", &o));
+    o.gpu_source = GpuSource::Simulated;
+    assert!(hits("simulated=true", &o));
+    assert!(!hits("verified=true", &o));
 }
 
 #[test]
@@ -295,7 +300,7 @@ fn sort_specs_parse_and_order() {
     );
     assert_eq!(
         SortSpec::parse("dph+,scor-").unwrap_err().to_string(),
-        "unknown sort field `scor` at position 5 (did you mean `score`?); sort by score or one of: gpu_name, num_gpus, gpu_ram, gpu_total_ram, dph, dph_per_gpu, reliability, cuda_vers, driver_version, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, geolocation, verified, host, host_age, duration, min_duration"
+        "unknown sort field `scor` at position 5 (did you mean `score`?); sort by score or one of: gpu_name, num_gpus, gpu_ram, gpu_total_ram, dph, dph_per_gpu, reliability, cuda_vers, driver_version, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, geolocation, verified, simulated, host, host_age, duration, min_duration"
     );
     for bad in ["", "dph+,", "dph+-", "+"] {
         assert!(

@@ -99,6 +99,10 @@ pub enum LeaseRequest {
     /// and publish with its offers (answered [`LeaseResponse::Ack`] when kept, else an error
     /// saying why; hosts that keep no receipts answer [`code::UNSUPPORTED`]).
     Receipt(SignedReceipt),
+    /// The workload's output (stdout and stderr), for the lease's renter only: answered
+    /// [`LeaseResponse::Logs`] with at most [`MAX_LOG_CHUNK_BYTES`]; ask again with its
+    /// `cursor` for more.
+    Logs(LogsRequest),
 }
 
 impl LeaseRequest {
@@ -111,6 +115,41 @@ impl LeaseRequest {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
+}
+
+/// Most output one [`LeaseResponse::Logs`] carries, bytes of text (before JSON escaping; the
+/// host shrinks a chunk further if its encoding would pass [`MAX_LEASE_RESPONSE_BYTES`]).
+pub const MAX_LOG_CHUNK_BYTES: usize = 4 * 1024;
+/// Most lines a first logs request may ask for with `tail`.
+pub const MAX_LOG_TAIL: u32 = 10_000;
+
+/// A renter's request for its workload's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsRequest {
+    /// The lease.
+    pub lease_id: B256,
+    /// The lease's renter, who signs.
+    pub renter: Address,
+    /// With `cursor` 0: start this many lines before the end (0: from the start).
+    pub tail: u32,
+    /// Where the last answer ended (its `cursor`); 0 for the first request.
+    pub cursor: u64,
+    /// The renter's signature ([`crate::request_auth::sign_logs`]).
+    #[serde(default, skip_serializing_if = "RequestAuth::is_empty")]
+    pub auth: RequestAuth,
+}
+
+/// A piece of a workload's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogChunk {
+    /// The output, stdout and stderr interleaved as the runtime recorded them (lossy UTF-8).
+    pub text: String,
+    /// Pass this as the next request's `cursor` to continue after `text`.
+    pub cursor: u64,
+    /// More output is there already: ask again at once (else: wait before asking).
+    pub more: bool,
 }
 
 /// What the renter wants to rent. The host checks every field against its offer.
@@ -172,6 +211,8 @@ pub enum LeaseResponse {
     Quote(SignedQuote),
     /// The host's view of a lease.
     Status(LeaseStatus),
+    /// Output of the lease's workload.
+    Logs(LogChunk),
     /// Request received and acted on.
     Ack,
     /// Refused; `code` is one of [`code`] (or a newer one), `message` is for people.

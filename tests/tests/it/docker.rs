@@ -16,7 +16,7 @@ use gpuflow_tests::host::{HostNode, HostOpts};
 use gpuflow_tests::openssh::{self, forward, keygen, parse_ssh_line, scp, ssh};
 use gpuflow_tests::rental::mint;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// The engine's socket, from the environment `scripts/with-docker.sh` sets.
 fn docker_host() -> String {
@@ -342,6 +342,38 @@ async fn busybox_image_gets_ssh_and_scp() {
     .await;
     assert_eq!(out, "0\nok\n", "the image has no C library");
     scp_both_ways(&key, port, dir.path()).await;
+
+    // `gpuflow logs`: the container's output (written to PID 1's stdout), over the lease
+    // protocol, in several chunks when it is long, and followed as it grows.
+    ssh_ok(
+        &key,
+        port,
+        "for i in $(seq 1 1000); do echo line-$i; done > /proc/1/fd/1",
+    )
+    .await;
+    let last = r.run(&["logs", &lease_id, "--tail", "3"]).await;
+    assert_eq!(last.code(), 0, "{}", last.stderr);
+    assert_eq!(last.stdout, "line-998\nline-999\nline-1000\n");
+    let all = r.run(&["logs", &lease_id, "--tail", "0"]).await;
+    let want: String = (1..=1000).map(|i| format!("line-{i}\n")).collect();
+    assert!(want.len() > 2 * 4096, "more than one chunk");
+    assert_eq!(all.stdout, want, "{}", all.stderr);
+    let mut follow = r.spawn(&["logs", &lease_id, "--tail", "1", "--follow"]);
+    let mut out = tokio::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(15), out.read_line(&mut line))
+        .await
+        .expect("follow printed nothing")
+        .unwrap();
+    assert_eq!(line, "line-1000\n");
+    ssh_ok(&key, port, "echo after-follow > /proc/1/fd/1").await;
+    line.clear();
+    tokio::time::timeout(Duration::from_secs(15), out.read_line(&mut line))
+        .await
+        .expect("follow did not print the new line")
+        .unwrap();
+    assert_eq!(line, "after-follow\n");
+    let _ = follow.kill().await;
     let stopped = stop_clean(&r, &host, &lease_id).await;
     assert!(units(&stopped["refund"]) > U256::ZERO, "{stopped}");
 }
