@@ -98,6 +98,13 @@ pub const START_RETRY_SECS: u64 = 120;
 pub const START_MARGIN_SECS: u64 = 2;
 /// Most state changes one [`Engine::drive`] call makes (the happy path needs five).
 const MAX_STEPS: usize = 12;
+/// How long the runtime may fail to answer about a running workload (the Docker engine went
+/// away) before the lease ends as the host's fault: the renter stops paying for a workload
+/// nobody can vouch for.
+pub const RUNTIME_GRACE_SECS: u64 = 20;
+/// How often workloads of no live lease are looked for and stopped (those the runtime could
+/// not stop when their lease ended, e.g. while the engine was away).
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
 const CHAIN_NONE: u8 = 0;
 const CHAIN_PENDING: u8 = 1;
@@ -376,6 +383,8 @@ pub async fn start(
         ready_timeout: engine.ready_timeout,
         withdraw_every: (interval > 0).then(|| Duration::from_secs(interval)),
         min_lease_secs: config.offers.min_duration_secs,
+        runtime_down: std::sync::Mutex::default(),
+        last_sweep: std::sync::Mutex::default(),
     };
     tasks.spawn(worker.run(events, nudges, commands, cancel.clone()));
     tracing::info!(target: "lease", rpc = %engine.rpc_url, escrow = %chain.escrow, %host, runtime = %kind,
@@ -425,6 +434,11 @@ pub struct Engine<P, R> {
     /// The host's shortest lease (`[offers] min_duration_secs`): a lease whose quote or deposit
     /// is below it is declined, not started.
     min_lease_secs: u64,
+    /// Per running lease, since when (unix seconds) the runtime has failed to report on its
+    /// workload; cleared by the next answer.
+    runtime_down: std::sync::Mutex<std::collections::HashMap<B256, u64>>,
+    /// When workloads of no live lease were last swept.
+    last_sweep: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<P: Provider, R: Runtime> Engine<P, R> {
@@ -507,6 +521,60 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         }
         for id in ids {
             self.drive_logged(id).await;
+        }
+        self.sweep_orphans().await;
+    }
+
+    fn runtime_answered(&self, lease: B256) {
+        self.runtime_down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&lease);
+    }
+
+    /// Seconds the runtime has been failing for `lease` as of `now`.
+    fn runtime_failing(&self, lease: B256, now: u64) -> u64 {
+        let mut down = self
+            .runtime_down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        now.saturating_sub(*down.entry(lease).or_insert(now))
+    }
+
+    /// Stops workloads whose lease is over (or unknown), at most every [`SWEEP_EVERY`].
+    async fn sweep_orphans(&self) {
+        {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let Ok(managed) = self.runtime.list_managed().await else {
+            return;
+        };
+        for handle in managed {
+            let live = match self.repo.get(handle.lease).await {
+                Ok(Some(rec)) => !rec.state.is_terminal(),
+                Ok(None) => false,
+                Err(_) => true,
+            };
+            if live {
+                continue;
+            }
+            match self.runtime.stop(&handle).await {
+                Ok(()) => {
+                    tracing::info!(target: "lease", lease = %handle.lease, workload = %handle.id, "stopped the workload of an ended lease");
+                    let _ = self.repo.set_workload(handle.lease, None, unix_now()).await;
+                }
+                Err(e) => {
+                    tracing::debug!(target: "lease", lease = %handle.lease, error = %e, "sweep: cannot stop the workload yet");
+                }
+            }
         }
     }
 
@@ -662,25 +730,47 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                     apply(Event::DepositExhausted).await?;
                     return Ok(true);
                 }
-                if let Some(w) = &rec.workload
-                    && matches!(
-                        self.runtime.status(w).await?,
+                if let Some(w) = &rec.workload {
+                    let status = match self.runtime.status(w).await {
+                        Ok(s) => {
+                            self.runtime_answered(id);
+                            s
+                        }
+                        Err(e) => {
+                            let down = self.runtime_failing(id, now);
+                            if down < RUNTIME_GRACE_SECS {
+                                return Err(e.into());
+                            }
+                            tracing::warn!(target: "lease", lease = %id, error = %e, down_secs = down, "the runtime cannot report on the workload; ending the lease as the host's fault");
+                            self.runtime_answered(id);
+                            apply(Event::WorkloadDied).await?;
+                            return Ok(true);
+                        }
+                    };
+                    if matches!(
+                        status,
                         WorkloadStatus::Exited { .. } | WorkloadStatus::Missing
-                    )
-                {
-                    tracing::warn!(target: "lease", lease = %id, "workload died; ending the lease");
-                    apply(Event::WorkloadDied).await?;
-                    return Ok(true);
+                    ) {
+                        tracing::warn!(target: "lease", lease = %id, "workload died; ending the lease");
+                        apply(Event::WorkloadDied).await?;
+                        return Ok(true);
+                    }
                 }
             }
             (State::Ending, CHAIN_RUNNING) => {
-                self.stop_workload(rec).await?;
+                // Billing ends even when the workload cannot be stopped now (the engine is
+                // away): the sweep stops it once the runtime answers again.
+                if let Err(e) = self.stop_workload(rec).await {
+                    tracing::warn!(target: "lease", lease = %id, error = %e, "cannot stop the workload now; closing the lease anyway, the workload is stopped when the runtime is back");
+                }
                 let m = self.tx.close(&rec.quote).await?;
                 tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease closed on chain by the host");
                 return Ok(true);
             }
             (State::Ending, CHAIN_CLOSED) => {
-                self.stop_workload(rec).await?;
+                if let Err(e) = self.stop_workload(rec).await {
+                    tracing::warn!(target: "lease", lease = %id, error = %e, "cannot stop the workload now; the sweep stops it when the runtime is back");
+                }
                 apply(Event::CloseSeen).await?;
                 return Ok(true);
             }

@@ -605,3 +605,109 @@ async fn killed_node_readopts_its_container_and_ssh_comes_back() {
     );
     assert!(paid > U256::ZERO, "{stopped}");
 }
+
+/// A Unix socket that forwards to the real engine until it is cut: the node's view of a
+/// Docker engine that goes away (crash, upgrade) while containers keep running.
+struct EngineProxy {
+    path: std::path::PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn start(path: &std::path::Path) -> Self {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        let real = docker_host().trim_start_matches("unix://").to_owned();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let real = real.clone();
+                conns.spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect(&real).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        });
+        Self {
+            path: path.to_owned(),
+            task: Some(task),
+        }
+    }
+
+    /// Cuts every connection and stops answering (the JoinSet of connections goes with it).
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// The engine goes away mid-lease: the host ends the lease as its own fault (billing stops,
+/// the renter keeps the rest), and once the engine answers again the node stops the container
+/// it could not stop before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_gone_mid_lease_ends_it_and_the_container_is_stopped_when_it_is_back() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("engine.sock");
+    let mut proxy = EngineProxy::start(&sock);
+    let opts = HostOpts {
+        env: vec![("DOCKER_HOST".into(), format!("unix://{}", sock.display()))],
+        args: ["--runtime", "docker", "--gpu-simulated", "true"]
+            .map(String::from)
+            .to_vec(),
+        templates: Some(Vec::new()),
+        ..HostOpts::default()
+    };
+    let host = HostNode::start(&chain, &dir.path().join("host"), &opts)
+        .await
+        .unwrap();
+    let _guard = EngineGuard(host.peer.to_string());
+    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
+    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+    let (key, public) = keygen(&dir.path().join("keys"));
+    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_BUSYBOX"), &public).await;
+    let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
+    let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
+    ssh_ok(&key, port, "true").await;
+
+    proxy.cut();
+    // Closed on chain by the host within the grace period and a few ticks.
+    let waited = r
+        .run(&["wait", &lease_id, "--until", "closed", "--timeout", "90"])
+        .await;
+    assert_eq!(waited.code(), 0, "{}\n{}", waited.stderr, host.log());
+    let lease = r.json(&["lease", &lease_id, "--json"]).await;
+    assert_eq!(lease["state"], "closed", "{lease}");
+    assert_eq!(
+        lease["closed"]["closed_by"],
+        host.wallet.to_string(),
+        "closed by the host: {lease}"
+    );
+    // The container outlived the engine's absence: nobody could stop it.
+    assert!(!leftovers(&lease_id).0.is_empty(), "{}", host.log());
+
+    let _back = EngineProxy::start(&sock);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !leftovers(&lease_id).0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the container was not stopped after the engine came back\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        host.log().contains("ending the lease as the host's fault"),
+        "{}",
+        host.log()
+    );
+}
