@@ -30,7 +30,12 @@ FROM ${NODEJS_IMAGE} AS chain
 # Where prebuilt inputs are staged in the build context (docker/prebuilt is empty but for its
 # .gitignore: nothing staged).
 ARG PREBUILT_DIR=docker/prebuilt
-RUN mkdir -p /opt/gpuflow/contracts /devnet \
+# ca-certificates: cast and forge (rustls) refuse to start without system CA certificates,
+# which the Node.js slim images do not keep.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /opt/gpuflow/contracts /devnet \
  && chown node:node /opt/gpuflow/contracts /devnet
 # The `node` user of the Node.js image: non-root.
 USER node

@@ -47,7 +47,16 @@ enum Command {
     /// <data_dir>/api_addr. Ctrl-C or SIGTERM stops it cleanly: offers are withdrawn, accrued
     /// earnings are withdrawn in one transaction (unless --withdraw-earnings-on-shutdown
     /// false), the store is flushed.
+    ///
+    /// Workloads run in Docker containers (--runtime docker, the default). WARNING: --runtime
+    /// process runs renters' code as this OS user with no isolation (it can read the wallet
+    /// key, the node identity and the API token); it runs only on the devnet chain unless
+    /// --process-runtime-gives-renters-my-account is set, and the node warns at start-up.
     Run(RunArgs),
+    /// Check this host before renting it out: the Docker engine, the NVIDIA runtime, the GPUs
+    /// NVML sees against the config, disk space for images, SSH tools, the firewall, the RPC
+    /// and its chain id, the host wallet's gas, the clock. Each problem comes with its fix.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Write a commented example config file and create the node's identity key.
     Init {
         #[command(flatten)]
@@ -95,6 +104,11 @@ fn main() -> ExitCode {
         Command::Init { args, force } => init(&args, force),
         Command::Id(args) => id(&args),
         Command::Keystore(k) => k.run(&env),
+        Command::Doctor(d) => match d.run(&env) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

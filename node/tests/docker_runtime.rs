@@ -67,7 +67,11 @@ async fn a_command_that_exits_at_once_is_an_error_with_its_output() {
     let id = lease(1);
     let spec = LeaseSpec {
         image: Some(image("GPUFLOW_TEST_IMAGE_BUSYBOX")),
-        command: vec!["sh".into(), "-c".into(), "echo no-such-model; exit 3".into()],
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo no-such-model; exit 3".into(),
+        ],
         ..LeaseSpec::default()
     };
     let err = rt.launch(id, &spec).await.unwrap_err();
@@ -128,7 +132,10 @@ async fn a_missing_image_names_itself() {
         ..LeaseSpec::default()
     };
     let err = rt.launch(lease(3), &spec).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::ImageUnavailable { .. }), "{err}");
+    assert!(
+        matches!(err, RuntimeError::ImageUnavailable { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("gpuflow-test/absent:1"), "{err}");
 }
 

@@ -2,6 +2,7 @@
 //! wallet resolution `run` and `id` share. Not part of the library: `anyhow` errors, terminal
 //! prompts.
 
+pub(crate) mod doctor;
 pub(crate) mod keystore;
 pub(crate) mod prompt;
 pub(crate) mod wallet;

@@ -119,14 +119,28 @@ fn copy_sftp(dir: &Path) -> Result<(), String> {
     copy(server, &dir.join("sftp-server"))
 }
 
+/// The host's statically linked busybox, if it has one (a dynamically linked one would need
+/// the image's C library).
+pub fn static_busybox() -> Option<&'static Path> {
+    BUSYBOX
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.exists())
+        .find(|p| shared_libraries(p).is_ok_and(|l| l.is_empty()))
+}
+
+/// Whether the host has OpenSSH's SFTP server to copy.
+pub fn has_sftp_server() -> bool {
+    Path::new(SFTP_SERVER).exists()
+}
+
 fn copy_busybox(dir: &Path) -> Result<(), String> {
-    for candidate in BUSYBOX.iter().map(Path::new).filter(|p| p.exists()) {
-        // A dynamically linked busybox would need the image's C library.
-        if shared_libraries(candidate).is_ok_and(|l| l.is_empty()) {
-            return copy(candidate, &dir.join("busybox"));
-        }
+    match static_busybox() {
+        Some(b) => copy(b, &dir.join("busybox")),
+        None => Err(
+            "no statically linked busybox: install it with `apt-get install busybox-static`".into(),
+        ),
     }
-    Err("no statically linked busybox: install it with `apt-get install busybox-static`".into())
 }
 
 /// The shared libraries `program` loads, by `ldd` (empty for a static program).

@@ -711,3 +711,72 @@ async fn engine_gone_mid_lease_ends_it_and_the_container_is_stopped_when_it_is_b
         host.log()
     );
 }
+
+/// `gpuflow-node doctor --json` for a config, with `DOCKER_HOST` set to `docker_host`.
+async fn doctor(chain: &TestChain, dir: &std::path::Path, docker_host: &str) -> (i32, Value) {
+    let mut spec = gpuflow_tests::procs::NodeSpec::new("RTX_4090", 1, "0.40");
+    spec.escrow = chain.escrow;
+    spec.token = chain.token;
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("node.toml");
+    std::fs::write(&config, spec.toml(dir)).unwrap();
+    let key = format!("{:#x}", chain.signer(gpuflow_tests::chain::HOST).to_bytes());
+    let out = gpuflow_tests::procs::command("gpuflow-node", dir)
+        .unwrap()
+        .env("DOCKER_HOST", docker_host)
+        .env("GPUFLOW_HOST_PRIVATE_KEY", key)
+        .arg("doctor")
+        .arg("--config")
+        .arg(&config)
+        .args(["--runtime", "docker", "--gpu-simulated", "true", "--json"])
+        .arg("--rpc-url")
+        .arg(chain.anvil.endpoint())
+        .output()
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn status_of<'a>(checks: &'a Value, name: &str) -> &'a Value {
+    let c = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {checks}"));
+    &c["status"]
+}
+
+/// `gpuflow-node doctor` passes on this test host (engine, tools, firewall, chain, gas) and
+/// fails, naming the fix, when the engine is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_engine_the_chain_and_gas_and_names_fixes() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, checks) = doctor(&chain, &dir.path().join("ok"), &docker_host()).await;
+    assert_eq!(code, 0, "{checks}");
+    for name in ["docker", "sftp", "port forward", "firewall", "chain", "gas"] {
+        assert_eq!(status_of(&checks, name), "ok", "{name}: {checks}");
+    }
+    assert_eq!(status_of(&checks, "nvidia runtime"), "warn", "{checks}");
+
+    let dead = format!("unix://{}/none.sock", dir.path().display());
+    let (code, checks) = doctor(&chain, &dir.path().join("dead"), &dead).await;
+    assert_eq!(code, 1, "{checks}");
+    assert_eq!(status_of(&checks, "docker"), "fail", "{checks}");
+    let docker_check = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "docker")
+        .unwrap();
+    assert!(
+        docker_check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install docker.io"),
+        "{checks}"
+    );
+}
