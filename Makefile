@@ -1,6 +1,8 @@
 # GPUFlow — one entry point for people and CI.
 #   make devnet   anvil + escrow + 10 funded accounts + two host nodes (scripts/devnet.sh); Ctrl-C stops it
-#   make test     every test: Solidity (forge) and Rust (cargo), installing pinned tools first
+#   make test     every check: lint, Solidity (forge) and Rust (cargo, with a private Docker engine
+#                 and locally built images), installing what it needs first (Debian packages,
+#                 pinned npm tools)
 #   make lint     rustfmt + clippy with warnings as errors + no import cycle among node/'s modules
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -9,7 +11,7 @@ CONTRACTS := contracts
 FORGE := $(CONTRACTS)/bin/forge
 STAMP := $(CONTRACTS)/node_modules/.stamp
 
-.PHONY: all test devnet tools test-contracts test-rust abi abi-check gas gas-check coverage lint fmt clean
+.PHONY: all test deps devnet tools test-contracts test-rust abi abi-check gas gas-check coverage lint fmt clean
 
 all: test
 
@@ -21,7 +23,12 @@ $(STAMP): $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	$(CONTRACTS)/tools/link-bins.sh
 	touch $@
 
-test: tools test-contracts abi-check gas-check test-rust
+test: deps tools lint test-contracts abi-check gas-check test-rust
+
+# Debian packages the tests use (OpenSSH, busybox-static, iptables, docker-compose), installed
+# when missing; Docker itself comes with scripts/with-docker.sh.
+deps:
+	scripts/test-deps.sh
 
 test-contracts: tools
 	cd $(CONTRACTS) && bin/forge test

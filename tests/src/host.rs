@@ -144,6 +144,11 @@ impl HostNode {
         OfferId::derive(&self.peer, &GPU_MODEL.to_lowercase())
     }
 
+    /// The node process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The node's log so far (all runs on this data directory).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()

@@ -172,7 +172,7 @@ impl LeaseFront {
                             done: p.done,
                             total: p.total,
                         }),
-                    error: rec.last_error.clone().map(cut_message),
+                    error: rec.last_error.map(cut_message),
                 })
             }
             Ok(None) => unknown(lease),

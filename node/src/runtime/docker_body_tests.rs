@@ -68,7 +68,7 @@ fn create_body_is_exactly_the_lease() {
             "PUBLIC_KEY=ssh-ed25519 AAAAC3Nza renter@laptop".into(),
         ]),
         labels: Some(HashMap::from([
-            ("gpuflow.lease".into(), lease_hex.clone()),
+            ("gpuflow.lease".into(), lease_hex),
             ("gpuflow.host".into(), "12D3KooWHostPeer".into()),
             ("gpuflow.ssh_port".into(), "40022".into()),
         ])),

@@ -94,7 +94,7 @@ fn iptables(args: &[String]) -> Result<(), String> {
     }
 }
 
-fn setup_error(why: String) -> RuntimeError {
+fn setup_error(why: &str) -> RuntimeError {
     RuntimeError::Firewall(format!(
         "{why}; the node must run as root with iptables (Debian: `apt-get install iptables`) to \
          keep lease containers off the host and its LAN"
@@ -115,7 +115,7 @@ fn ensure_chains() -> Result<(), RuntimeError> {
                 .into_iter()
                 .chain(jump[1..].iter().cloned())
                 .collect();
-            iptables(&insert).map_err(|e| setup_error(format!("jumping from {parent}: {e}")))?;
+            iptables(&insert).map_err(|e| setup_error(&format!("jumping from {parent}: {e}")))?;
         }
     }
     Ok(())
@@ -127,7 +127,7 @@ pub fn isolate(bridge: &str) -> Result<(), RuntimeError> {
     release(bridge);
     for rule in rules(bridge) {
         let args: Vec<String> = std::iter::once("-A".to_owned()).chain(rule).collect();
-        iptables(&args).map_err(|e| setup_error(format!("adding a rule for {bridge}: {e}")))?;
+        iptables(&args).map_err(|e| setup_error(&format!("adding a rule for {bridge}: {e}")))?;
     }
     Ok(())
 }

@@ -159,23 +159,23 @@ async fn accept_loop(
             let handle = session.handle();
             let deadline = tokio::time::sleep(AUTH_DEADLINE);
             tokio::pin!(session, deadline);
-            loop {
+            let mut deadline_passed = false;
+            let reason = loop {
                 tokio::select! {
                     _ = &mut session => return,
-                    _ = stop.changed() => {
-                        let _ = handle
-                            .disconnect(russh::Disconnect::ByApplication, "the lease ended".into(), "en".into())
-                            .await;
-                        return;
-                    }
-                    () = &mut deadline, if !authed.load(Ordering::Relaxed) => {
-                        let _ = handle
-                            .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), "en".into())
-                            .await;
-                        return;
+                    _ = stop.changed() => break "the lease ended",
+                    () = &mut deadline, if !deadline_passed => {
+                        deadline_passed = true;
+                        // Checked now, not when the wait began: a login may have just finished.
+                        if !authed.load(Ordering::Relaxed) {
+                            break "authentication timed out";
+                        }
                     }
                 }
-            }
+            };
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, reason.into(), "en".into())
+                .await;
         });
     }
 }
@@ -491,7 +491,8 @@ async fn run_exec(
         while let Some(msg) = rx.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    if input.write_all(&data).await.is_err() {
+                    let written = input.write_all(&data).await;
+                    if written.is_err() {
                         break;
                     }
                 }
