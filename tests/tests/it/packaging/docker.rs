@@ -1,11 +1,16 @@
-//! `docker-compose.yml` and the `Dockerfile`, checked without a Docker engine.
+//! `docker-compose.yml` and the `Dockerfile`, checked without a Docker engine (the compose devnet
+//! for real is [`super::compose`]).
 //!
 //! What is checked: the compose file is valid for `docker-compose config` (schema, references,
-//! interpolation) and, as resolved by it, defines the devnet's services with GPU reservations,
-//! the docker runtime, the Docker socket and API healthchecks; every image target it uses is a
-//! Dockerfile stage, and every program it runs is installed by that stage (the two Rust
-//! binaries by a `cargo build --release` of their packages, anvil/forge/cast by the pinned npm
-//! packages, the entrypoint scripts by COPY of files that exist), as a non-root user.
+//! interpolation) and, as resolved by it, defines the devnet's services: hosts on the docker
+//! runtime with simulated GPUs, as root in the machine's network namespace with the engine's
+//! socket and a data dir at the same path inside and out, API healthchecks on each node's own
+//! API address, base images as build arguments; `docker/compose.gpu.yml` adds the NVIDIA GPU
+//! reservations. Every image target it uses is a Dockerfile stage, and every program it runs is
+//! installed by that stage or the stages it is built on (the two Rust binaries by a `cargo
+//! build --release` of their packages or the prebuilt copies, anvil/forge/cast by the pinned
+//! npm packages, the entrypoint scripts by COPY of files that exist), as a non-root user; the
+//! stages Docker's classic builder goes through for the prebuilt targets need no BuildKit.
 //! What is not: building the images and running the containers (no engine here).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +20,7 @@ use super::repo_root;
 
 /// `docker-compose` (v1, Debian's package) or `docker compose` (v2 plugin): the first that
 /// answers `version`. Fails the test, with what to install, when neither does.
-fn compose() -> Vec<String> {
+pub(super) fn compose() -> Vec<String> {
     let works = |argv: &[&str]| {
         Command::new(argv[0])
             .args(&argv[1..])
@@ -37,24 +42,31 @@ fn compose() -> Vec<String> {
 
 /// Runs compose with `args` on the repository's compose file; returns stdout.
 fn compose_run(args: &[&str]) -> String {
+    compose_files(&["docker-compose.yml"], args)
+}
+
+/// Runs compose with `args` on `files` (relative to the repository); returns stdout.
+fn compose_files(files: &[&str], args: &[&str]) -> String {
     let argv = compose();
     let root = repo_root();
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .arg("--file")
-        .arg(root.join("docker-compose.yml"))
-        .args(["--profile", "cli"])
-        .args(args)
-        .current_dir(&root)
-        // Defaults from the file only, not from the developer's shell or a stray .env.
-        .env_remove("GPUFLOW_PUBLIC_HOST")
-        .env_remove("GPUFLOW_PRIVATE_KEY")
-        .env_remove("DOCKER_GID")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    for f in files {
+        cmd.arg("--file").arg(root.join(f));
+    }
+    cmd.args(["--profile", "cli"]).args(args).current_dir(&root);
+    // Defaults from the file only, not from the developer's shell, `scripts/with-docker.sh`
+    // or a stray .env: none of the variables the file reads.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("GPUFLOW_") || k.starts_with("COMPOSE_") || k == "DOCKER_GID" {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{argv:?} {args:?} rejected docker-compose.yml:\n{}",
+        "{argv:?} {files:?} {args:?} rejected the compose file:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
