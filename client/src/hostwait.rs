@@ -217,6 +217,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn preparation_reads_as_a_sentence_with_bytes_and_percent() {
+        let mut s = LeaseStatus {
+            phase: Some("pulling".into()),
+            pull: Some(gpuflow_protocol::wire::PullProgress {
+                done: 512 << 20,
+                total: 2 << 30,
+            }),
+            ..LeaseStatus::default()
+        };
+        assert_eq!(
+            describe_preparing(&s).unwrap(),
+            "host is pulling the image: 512.0 MiB of 2.0 GiB (25%)"
+        );
+        s.pull = None;
+        assert_eq!(describe_preparing(&s).unwrap(), "host is pulling the image");
+        s.phase = Some("starting".into());
+        assert_eq!(
+            describe_preparing(&s).unwrap(),
+            "host is starting the container"
+        );
+        s.phase = None;
+        assert_eq!(describe_preparing(&s), None);
+    }
+
+    #[test]
     fn ssh_when_port_22_is_published_else_curl_lines() {
         let r = Reached {
             host: "10.0.0.5".into(),

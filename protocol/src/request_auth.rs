@@ -73,12 +73,16 @@ pub enum AuthError {
 
 /// keccak256 of `req`'s JSON without its `auth`: what the signature covers.
 pub fn request_hash(req: &QuoteRequest) -> B256 {
-    let unsigned = QuoteRequest {
+    json_hash(&QuoteRequest {
         auth: RequestAuth::default(),
         ..req.clone()
-    };
-    // A struct of strings, integers, a string map and a list: serializing cannot fail.
-    keccak256(serde_json::to_vec(&unsigned).unwrap_or_default())
+    })
+}
+
+/// keccak256 of `unsigned`'s JSON (a request with its `auth` emptied, so left out).
+fn json_hash(unsigned: &impl serde::Serialize) -> B256 {
+    // Structs of strings, integers, string maps and lists: serializing cannot fail.
+    keccak256(serde_json::to_vec(unsigned).unwrap_or_default())
 }
 
 /// The EIP-712 message for `req` sent to the host `host_peer` (text form), signed at
@@ -106,15 +110,33 @@ pub fn sign(
     issued_at: u64,
     domain: &Eip712Domain,
 ) -> Result<(), alloy::signers::Error> {
+    req.auth = sign_hash(request_hash(req), signer, host_peer, issued_at, domain)?;
+    Ok(())
+}
+
+/// The renter's signature over a request whose hash is `request`, for `host_peer`, dated
+/// `issued_at`, with a fresh nonce.
+pub fn sign_hash(
+    request: B256,
+    signer: &PrivateKeySigner,
+    host_peer: &str,
+    issued_at: u64,
+    domain: &Eip712Domain,
+) -> Result<RequestAuth, alloy::signers::Error> {
     let nonce = fresh_nonce();
-    let digest = message(req, host_peer, issued_at, nonce).eip712_signing_hash(domain);
+    let digest = QuoteRequestAuth {
+        request,
+        host: keccak256(host_peer.as_bytes()),
+        issuedAt: issued_at,
+        nonce,
+    }
+    .eip712_signing_hash(domain);
     let sig = signer.sign_hash_sync(&digest)?;
-    req.auth = RequestAuth {
+    Ok(RequestAuth {
         issued_at,
         nonce,
         signature: Bytes::from(sig.as_bytes().to_vec()),
-    };
-    Ok(())
+    })
 }
 
 /// A nonce no other signature of this process uses: the clock in nanoseconds plus a counter
@@ -186,11 +208,10 @@ pub fn verify_hash(
 
 /// keccak256 of a logs request's JSON without its `auth`.
 pub fn logs_hash(req: &LogsRequest) -> B256 {
-    let unsigned = LogsRequest {
+    json_hash(&LogsRequest {
         auth: RequestAuth::default(),
         ..req.clone()
-    };
-    keccak256(serde_json::to_vec(&unsigned).unwrap_or_default())
+    })
 }
 
 /// Signs a logs request for `host_peer` with the renter wallet (same scheme as quote requests:
@@ -202,20 +223,7 @@ pub fn sign_logs(
     issued_at: u64,
     domain: &Eip712Domain,
 ) -> Result<(), alloy::signers::Error> {
-    let nonce = fresh_nonce();
-    let digest = QuoteRequestAuth {
-        request: logs_hash(req),
-        host: keccak256(host_peer.as_bytes()),
-        issuedAt: issued_at,
-        nonce,
-    }
-    .eip712_signing_hash(domain);
-    let sig = signer.sign_hash_sync(&digest)?;
-    req.auth = RequestAuth {
-        issued_at,
-        nonce,
-        signature: Bytes::from(sig.as_bytes().to_vec()),
-    };
+    req.auth = sign_hash(logs_hash(req), signer, host_peer, issued_at, domain)?;
     Ok(())
 }
 
@@ -327,5 +335,40 @@ mod tests {
         let mut bare = req.clone();
         bare.auth = RequestAuth::default();
         assert_eq!(request_hash(&req), request_hash(&bare));
+    }
+
+    #[test]
+    fn logs_requests_verify_for_their_renter_and_host_only() {
+        let renter = PrivateKeySigner::random();
+        let d = domain(31_337, Address::repeat_byte(0xee));
+        let mut req = LogsRequest {
+            lease_id: B256::repeat_byte(7),
+            renter: renter.address(),
+            tail: 10,
+            cursor: 0,
+            auth: RequestAuth::default(),
+        };
+        assert_eq!(verify_logs(&req, HOST, NOW, &d), Err(AuthError::Missing));
+        sign_logs(&mut req, &renter, HOST, NOW, &d).unwrap();
+        assert!(verify_logs(&req, HOST, NOW, &d).is_ok());
+        assert!(verify_logs(&req, "12D3KooWOther", NOW, &d).is_err());
+        let mut moved = req.clone();
+        moved.cursor = 5;
+        assert!(
+            verify_logs(&moved, HOST, NOW, &d).is_err(),
+            "the cursor is signed"
+        );
+        // Someone else's wallet cannot read this renter's logs.
+        let stranger = PrivateKeySigner::random();
+        let mut stolen = req.clone();
+        sign_logs(&mut stolen, &stranger, HOST, NOW, &d).unwrap();
+        assert!(matches!(
+            verify_logs(&stolen, HOST, NOW, &d),
+            Err(AuthError::WrongSigner { .. })
+        ));
+        assert!(matches!(
+            verify_logs(&req, HOST, NOW + MAX_REQUEST_AGE_SECS + 1, &d),
+            Err(AuthError::Stale { .. })
+        ));
     }
 }

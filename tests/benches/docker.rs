@@ -56,12 +56,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = HostOpts {
         gpus: u32::try_from(CONTAINERS).expect("a small count"),
-        env: vec![("DOCKER_HOST".into(), env("DOCKER_HOST"))],
-        args: ["--runtime", "docker", "--gpu-simulated", "true"]
-            .map(String::from)
-            .to_vec(),
-        templates: Some(Vec::new()),
-        ..HostOpts::default()
+        ..HostOpts::docker(&env("DOCKER_HOST"))
     };
     let host = HostNode::start(&chain, &dir.path().join("host"), &opts)
         .await

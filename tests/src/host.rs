@@ -62,6 +62,19 @@ impl Default for HostOpts {
 }
 
 impl HostOpts {
+    /// A host on the Docker runtime at `docker_host` (a `DOCKER_HOST` value) with simulated
+    /// GPUs, offering any image (no templates).
+    pub fn docker(docker_host: &str) -> Self {
+        Self {
+            env: vec![("DOCKER_HOST".into(), docker_host.into())],
+            args: ["--runtime", "docker", "--gpu-simulated", "true"]
+                .map(String::from)
+                .to_vec(),
+            templates: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
     /// The default options with environment variable `key` set to `value`.
     pub fn with_env(key: &str, value: &str) -> Self {
         Self {

@@ -102,15 +102,9 @@ impl Drop for EngineGuard {
 
 /// A host node on the Docker runtime with simulated GPUs, offering any image.
 async fn docker_host_node(chain: &TestChain, dir: &std::path::Path) -> HostNode {
-    let opts = HostOpts {
-        env: vec![("DOCKER_HOST".into(), docker_host())],
-        args: ["--runtime", "docker", "--gpu-simulated", "true"]
-            .map(String::from)
-            .to_vec(),
-        templates: Some(Vec::new()),
-        ..HostOpts::default()
-    };
-    HostNode::start(chain, dir, &opts).await.unwrap()
+    HostNode::start(chain, dir, &HostOpts::docker(&docker_host()))
+        .await
+        .unwrap()
 }
 
 /// [`docker_host_node`] with its [`EngineGuard`].
@@ -459,12 +453,7 @@ async fn a_lease_cannot_reach_the_host_its_lan_or_another_lease() {
     let (host_a, _guard_a) = guarded_host(&chain, &dir.path().join("a")).await;
     let opts_b = HostOpts {
         key: gpuflow_tests::chain::HOST + 1,
-        env: vec![("DOCKER_HOST".into(), docker_host())],
-        args: ["--runtime", "docker", "--gpu-simulated", "true"]
-            .map(String::from)
-            .to_vec(),
-        templates: Some(Vec::new()),
-        ..HostOpts::default()
+        ..HostOpts::docker(&docker_host())
     };
     let host_b = HostNode::start(&chain, &dir.path().join("b"), &opts_b)
         .await
@@ -659,14 +648,7 @@ async fn engine_gone_mid_lease_ends_it_and_the_container_is_stopped_when_it_is_b
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("engine.sock");
     let mut proxy = EngineProxy::start(&sock);
-    let opts = HostOpts {
-        env: vec![("DOCKER_HOST".into(), format!("unix://{}", sock.display()))],
-        args: ["--runtime", "docker", "--gpu-simulated", "true"]
-            .map(String::from)
-            .to_vec(),
-        templates: Some(Vec::new()),
-        ..HostOpts::default()
-    };
+    let opts = HostOpts::docker(&format!("unix://{}", sock.display()));
     let host = HostNode::start(&chain, &dir.path().join("host"), &opts)
         .await
         .unwrap();
@@ -779,4 +761,23 @@ async fn doctor_checks_the_engine_the_chain_and_gas_and_names_fixes() {
             .contains("apt-get install docker.io"),
         "{checks}"
     );
+}
+
+/// A host that offers real (not simulated) GPUs on an engine without the NVIDIA runtime never
+/// joins the market: it stops at start-up naming the NVIDIA Container Toolkit, instead of
+/// taking leases it cannot run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_gpus_on_an_engine_without_nvidia_refuse_to_start() {
+    let chain = TestChain::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = HostOpts {
+        args: vec!["--runtime".into(), "docker".into()],
+        ..HostOpts::docker(&docker_host())
+    };
+    let err = HostNode::start(&chain, &dir.path().join("host"), &opts)
+        .await
+        .expect_err("the node started");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("NVIDIA Container Toolkit"), "{msg}");
+    assert!(msg.contains("simulated = true"), "{msg}");
 }
