@@ -299,7 +299,7 @@ pub async fn run(
 
     let api_stop = shutdown.child_token();
     if let ApiListen::At(addr) = config.api {
-        let host_view = view::HostView {
+        let host_view = view::LiveNodeView {
             peer_id: peer.to_base58(),
             wallet: wallet.address(),
             gpus: view::gpu_groups(&inventory),
@@ -393,7 +393,7 @@ async fn withdraw_before_exit(engine: &EngineHandle) {
 async fn start_api(
     config: &Config,
     addr: SocketAddr,
-    host_view: view::HostView,
+    host_view: view::LiveNodeView,
     scores: Option<ScoreIndex>,
     stop: CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, NodeError> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::auth::TokenError;
-use super::view::NodeError;
+use super::view::ViewError;
 use crate::lease::RepoError;
 
 /// Why an API request (or the API's start-up) failed.
@@ -103,7 +103,7 @@ pub enum ApiError {
     Timeout(Duration),
     /// The node could not answer.
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Node(#[from] ViewError),
     /// Reading the lease database failed. HTTP 500.
     #[error(transparent)]
     Database(#[from] RepoError),
@@ -131,9 +131,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Timeout(_) | ApiError::IndexSyncing { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Node(NodeError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Node(NodeError::Conflict(_)) => StatusCode::CONFLICT,
-            ApiError::Node(NodeError::Failed { .. })
+            ApiError::Node(ViewError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Node(ViewError::Conflict(_)) => StatusCode::CONFLICT,
+            ApiError::Node(ViewError::Failed { .. })
             | ApiError::Database(_)
             | ApiError::Token(_)
             | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,9 +156,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Timeout(_) => "timeout",
-            ApiError::Node(NodeError::Unavailable(_)) => "node_unavailable",
-            ApiError::Node(NodeError::Conflict(_)) => "conflict",
-            ApiError::Node(NodeError::Failed { .. }) => "node_error",
+            ApiError::Node(ViewError::Unavailable(_)) => "node_unavailable",
+            ApiError::Node(ViewError::Conflict(_)) => "conflict",
+            ApiError::Node(ViewError::Failed { .. }) => "node_error",
             ApiError::Database(_) => "database",
             ApiError::Token(_) => "token",
             ApiError::Internal(_) => "internal",

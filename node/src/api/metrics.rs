@@ -19,7 +19,7 @@ use sqlx::sqlite::SqlitePool;
 use super::ApiState;
 use super::error::ApiError;
 use super::scores;
-use super::view::{Earnings, NodeError, NodeStatus};
+use super::view::{Earnings, NodeStatus, ViewError};
 use crate::lease::{RepoError, State as LeaseState};
 
 /// The content type Prometheus expects for the text format.
@@ -31,7 +31,7 @@ pub(crate) async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiEr
     // A node without a chain RPC has no earnings to report; its other metrics still count.
     let earnings = match s.node.earnings().await {
         Ok(e) => Some(e),
-        Err(NodeError::Unavailable(_)) => None,
+        Err(ViewError::Unavailable(_)) => None,
         Err(e) => return Err(e.into()),
     };
     let scores = ScoreGauges {

@@ -54,7 +54,7 @@ pub use error::ApiError;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use routes::{DEFAULT_LEASE_LIMIT, MAX_LEASE_LIMIT};
 pub use view::{
-    BoxFuture, Earnings, GpuGroup, NodeError, NodeStatus, NodeView, OfferStatus, WithdrawOutcome,
+    BoxFuture, Earnings, GpuGroupView, NodeStatus, NodeView, OfferStatus, ViewError, WithdrawReport,
 };
 
 /// Where the API listens unless configured otherwise: loopback only. Binding elsewhere is a

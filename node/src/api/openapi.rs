@@ -158,7 +158,7 @@ pub(crate) fn document() -> Value {
             "/offers/resume": write("Publish this host's offers again.",
                 Some("NoOptions"), ok("Resumed.", "Paused")),
             "/withdraw": write("Withdraw every accrued amount now.",
-                Some("NoOptions"), ok("What was withdrawn.", "WithdrawOutcome")),
+                Some("NoOptions"), ok("What was withdrawn.", "WithdrawReport")),
         },
         "components": {
             "securitySchemes": {
@@ -192,12 +192,12 @@ fn schemas(states: &[&str]) -> Value {
         },
         "Health": { "type": "object", "required": ["status"],
             "properties": { "status": { "const": "ok" } } },
-        "GpuGroup": gpu,
+        "GpuGroupView": gpu,
         "OfferStatus": {
             "type": "object", "required": ["id", "gpu", "price_per_hour", "expires_at"],
             "properties": {
                 "id": { "type": "string", "pattern": "^[0-9a-f]{32}$" },
-                "gpu": { "$ref": "#/components/schemas/GpuGroup" },
+                "gpu": { "$ref": "#/components/schemas/GpuGroupView" },
                 "price_per_hour": amount("Price per hour for the whole offer."),
                 "expires_at": { "type": "integer", "description": "Unix seconds." }
             }
@@ -209,7 +209,7 @@ fn schemas(states: &[&str]) -> Value {
             "properties": {
                 "peer_id": { "type": "string" },
                 "wallet": { "type": "string", "pattern": ADDRESS },
-                "gpus": { "type": "array", "items": { "$ref": "#/components/schemas/GpuGroup" } },
+                "gpus": { "type": "array", "items": { "$ref": "#/components/schemas/GpuGroupView" } },
                 "offers": { "type": "array",
                             "items": { "$ref": "#/components/schemas/OfferStatus" } },
                 "offers_paused": { "type": "boolean" },
@@ -381,7 +381,7 @@ fn schemas(states: &[&str]) -> Value {
         "NoOptions": { "type": "object", "additionalProperties": false },
         "Paused": { "type": "object", "required": ["paused"],
             "properties": { "paused": { "type": "boolean" } } },
-        "WithdrawOutcome": {
+        "WithdrawReport": {
             "oneOf": [
                 { "type": "object", "required": ["outcome", "tx_hash", "leases", "amount"],
                   "properties": {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::auth::{ApiToken, require_token};
 use super::error::ApiError;
-use super::view::{WithdrawOutcome, decimal_u256};
+use super::view::{WithdrawReport, decimal_u256};
 use super::{metrics, openapi, scores};
 use crate::lease::{LeaseRecord, State as LeaseState};
 use crate::runtime::{PortMapping, RuntimeKind};
@@ -247,7 +247,7 @@ async fn resume(
 async fn withdraw(
     State(s): State<ApiState>,
     OptionalJson(NoOptions {}): OptionalJson<NoOptions>,
-) -> Result<Json<WithdrawOutcome>, ApiError> {
+) -> Result<Json<WithdrawReport>, ApiError> {
     tracing::info!(target: "api", "operator asked for a withdrawal");
     Ok(Json(s.node.withdraw_now().await?))
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::view::NodeError;
+use super::view::ViewError;
 use crate::scores::{IndexProgress, ScoreIndex};
 
 /// `GET /reliability`.
@@ -42,15 +42,15 @@ pub(crate) struct OwnScore {
 /// `GET /hosts/{address}`: `gpuflow host --json` (the same [`reliability::view::HostView`]),
 /// with the index's progress and the time the score was computed at.
 #[derive(Debug, Serialize)]
-pub(crate) struct HostView {
+pub(crate) struct HostScoreView {
     #[serde(flatten)]
     view: reliability::view::HostView,
     index: IndexProgress,
     at: u64,
 }
 
-fn host_view(h: &HostHistory, index: IndexProgress, at: u64) -> HostView {
-    HostView {
+fn host_view(h: &HostHistory, index: IndexProgress, at: u64) -> HostScoreView {
+    HostScoreView {
         view: reliability::view::HostView::of(h),
         index,
         at,
@@ -77,7 +77,7 @@ fn own_score(h: &HostHistory, index: IndexProgress, at: u64) -> OwnScore {
 }
 
 fn no_rpc() -> ApiError {
-    ApiError::Node(NodeError::Unavailable(
+    ApiError::Node(ViewError::Unavailable(
         "this node runs without a chain RPC, so it keeps no reliability index; start it with \
          --rpc-url"
             .into(),
@@ -85,7 +85,7 @@ fn no_rpc() -> ApiError {
 }
 
 pub(crate) fn read_failed(e: IndexerError) -> ApiError {
-    ApiError::Node(NodeError::Failed {
+    ApiError::Node(ViewError::Failed {
         context: "reading the reliability index".into(),
         source: Box::new(e),
     })
@@ -124,7 +124,7 @@ pub(crate) async fn reliability(State(s): State<ApiState>) -> Result<Json<OwnSco
 pub(crate) async fn host(
     State(s): State<ApiState>,
     address: Result<Path<String>, PathRejection>,
-) -> Result<Json<HostView>, ApiError> {
+) -> Result<Json<HostScoreView>, ApiError> {
     let Path(text) = address.map_err(|e| ApiError::InvalidAddress(e.body_text()))?;
     let host = parse_address(&text).ok_or(ApiError::InvalidAddress(text))?;
     let (index, progress) = synced(&s)?;

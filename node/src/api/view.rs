@@ -26,24 +26,24 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Implementations must not panic; a panic becomes a `500 internal` response.
 pub trait NodeView: Send + Sync + 'static {
     /// Identity, GPUs, published offers, p2p and chain progress.
-    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, NodeError>>;
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, ViewError>>;
 
     /// What the host earned, withdrew and can still withdraw.
-    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, NodeError>>;
+    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, ViewError>>;
 
     /// Stops (`true`) or resumes (`false`) publishing this host's offers. Pausing withdraws the
     /// published offers so renters stop asking for quotes; running leases are not touched.
     /// Idempotent: pausing paused offers succeeds.
-    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), NodeError>>;
+    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), ViewError>>;
 
     /// Withdraws every accrued amount now (one `withdrawMany` transaction), instead of waiting
     /// for the next batch.
-    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawOutcome, NodeError>>;
+    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawReport, ViewError>>;
 }
 
 /// Why the node could not answer. The API maps each kind to its own HTTP status.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ViewError {
     /// The part of the node that answers this is not running yet or any more (start-up,
     /// shutdown, chain not synced). Clients may retry later. HTTP 503.
     #[error("{0}")]
@@ -71,7 +71,7 @@ pub struct NodeStatus {
     /// The host wallet: signs quotes, receives payment.
     pub wallet: Address,
     /// The GPUs this host offers, grouped by model.
-    pub gpus: Vec<GpuGroup>,
+    pub gpus: Vec<GpuGroupView>,
     /// This host's offers as currently published (empty while paused).
     pub offers: Vec<OfferStatus>,
     /// Whether an operator paused the offers (`POST /offers/pause`).
@@ -86,7 +86,7 @@ pub struct NodeStatus {
 
 /// GPUs of one model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GpuGroup {
+pub struct GpuGroupView {
     /// Model, e.g. `RTX_4090`.
     pub model: String,
     /// Number of cards.
@@ -103,7 +103,7 @@ pub struct OfferStatus {
     /// The offer id (32 hex digits).
     pub id: OfferId,
     /// The GPUs offered.
-    pub gpu: GpuGroup,
+    pub gpu: GpuGroupView,
     /// Price per hour for the whole offer, token base units.
     #[serde(with = "decimal_u128")]
     pub price_per_hour: u128,
@@ -137,7 +137,7 @@ pub struct Earnings {
 /// `POST /withdraw`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum WithdrawOutcome {
+pub enum WithdrawReport {
     /// A `withdrawMany` transaction was sent and mined.
     Withdrawn {
         /// Its hash.

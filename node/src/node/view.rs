@@ -1,4 +1,4 @@
-//! The running node as the API sees it: [`HostView`] implements [`NodeView`] over the node's
+//! The running node as the API sees it: [`LiveNodeView`] implements [`NodeView`] over the node's
 //! handles (p2p client, offer control, lease engine, chain watcher, lease and payout tables).
 //! It owns no state of its own; every answer is read fresh.
 
@@ -9,7 +9,7 @@ use gpuflow_protocol::escrow::GpuFlowEscrow::GpuFlowEscrowInstance;
 use tokio::sync::OnceCell;
 
 use crate::api::{
-    BoxFuture, Earnings, GpuGroup, NodeError, NodeStatus, NodeView, OfferStatus, WithdrawOutcome,
+    BoxFuture, Earnings, GpuGroupView, NodeStatus, NodeView, OfferStatus, ViewError, WithdrawReport,
 };
 use crate::earnings::{self, PayoutRepo};
 use crate::engine::withdraw::WITHDRAWABLE;
@@ -42,10 +42,10 @@ impl ChainSide {
 
 /// [`NodeView`] of the running node.
 #[derive(Debug)]
-pub(super) struct HostView {
+pub(super) struct LiveNodeView {
     pub(super) peer_id: String,
     pub(super) wallet: Address,
-    pub(super) gpus: Vec<GpuGroup>,
+    pub(super) gpus: Vec<GpuGroupView>,
     pub(super) offers: OfferControl,
     pub(super) p2p: Client,
     pub(super) leases: LeaseRepo,
@@ -55,11 +55,11 @@ pub(super) struct HostView {
 }
 
 /// The GPU groups of `inventory` as the API shows them.
-pub(super) fn gpu_groups(inventory: &Inventory) -> Vec<GpuGroup> {
+pub(super) fn gpu_groups(inventory: &Inventory) -> Vec<GpuGroupView> {
     inventory
         .groups
         .iter()
-        .map(|g| GpuGroup {
+        .map(|g| GpuGroupView {
             model: g.spec.model.clone(),
             count: g.spec.count,
             vram_mib: g.spec.vram_mib,
@@ -71,7 +71,7 @@ pub(super) fn gpu_groups(inventory: &Inventory) -> Vec<GpuGroup> {
 fn offer_status(o: &PublishedOffer) -> OfferStatus {
     OfferStatus {
         id: o.id,
-        gpu: GpuGroup {
+        gpu: GpuGroupView {
             model: o.gpu.model.clone(),
             count: o.gpu.count,
             vram_mib: o.gpu.vram_mib,
@@ -82,25 +82,25 @@ fn offer_status(o: &PublishedOffer) -> OfferStatus {
     }
 }
 
-fn failed(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> NodeError {
-    NodeError::Failed {
+fn failed(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> ViewError {
+    ViewError::Failed {
         context: context.to_owned(),
         source: Box::new(e),
     }
 }
 
-fn no_chain() -> NodeError {
-    NodeError::Unavailable(
+fn no_chain() -> ViewError {
+    ViewError::Unavailable(
         "this node runs without a chain RPC, so it has no lease engine; start it with --rpc-url"
             .into(),
     )
 }
 
-impl HostView {
-    async fn read_status(&self) -> Result<NodeStatus, NodeError> {
+impl LiveNodeView {
+    async fn read_status(&self) -> Result<NodeStatus, ViewError> {
         let peers =
             self.p2p.connected_peers().await.map_err(|e| {
-                NodeError::Unavailable(format!("the p2p layer did not answer: {e}"))
+                ViewError::Unavailable(format!("the p2p layer did not answer: {e}"))
             })?;
         let published = self.offers.published();
         let (chain_height, chain_lag_blocks) = match &self.chain {
@@ -122,10 +122,10 @@ impl HostView {
         })
     }
 
-    async fn read_earnings(&self) -> Result<Earnings, NodeError> {
+    async fn read_earnings(&self) -> Result<Earnings, ViewError> {
         let chain = self.chain.as_ref().ok_or_else(no_chain)?;
         let unreachable = |e: alloy::contract::Error| {
-            NodeError::Unavailable(format!(
+            ViewError::Unavailable(format!(
                 "cannot read the escrow: {e}; is the chain node reachable?"
             ))
         };
@@ -161,43 +161,43 @@ impl HostView {
         })
     }
 
-    async fn withdraw(&self) -> Result<WithdrawOutcome, NodeError> {
+    async fn withdraw(&self) -> Result<WithdrawReport, ViewError> {
         let chain = self.chain.as_ref().ok_or_else(no_chain)?;
         let report = match chain.engine.withdraw(Trigger::Operator).await {
             Ok(r) => r,
             Err(EngineError::Stopped) => {
-                return Err(NodeError::Unavailable(
+                return Err(ViewError::Unavailable(
                     "the lease engine is stopping; no withdrawal was sent".into(),
                 ));
             }
             Err(e) => return Err(failed("withdrawing", e)),
         };
         Ok(match report.mined {
-            Some(m) => WithdrawOutcome::Withdrawn {
+            Some(m) => WithdrawReport::Withdrawn {
                 tx_hash: m.tx_hash,
                 leases: report.paid.iter().map(|p| p.lease).collect(),
                 amount: report.paid.iter().map(|p| p.amount).sum::<U256>(),
             },
-            None => WithdrawOutcome::NothingToWithdraw,
+            None => WithdrawReport::NothingToWithdraw,
         })
     }
 }
 
-impl NodeView for HostView {
-    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, NodeError>> {
+impl NodeView for LiveNodeView {
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, ViewError>> {
         Box::pin(self.read_status())
     }
 
-    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, NodeError>> {
+    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, ViewError>> {
         Box::pin(self.read_earnings())
     }
 
-    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), NodeError>> {
+    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), ViewError>> {
         Box::pin(async move {
             match self.offers.set_paused(paused).await {
                 Ok(()) => Ok(()),
                 Err(ControlError::Stopped) => {
-                    Err(NodeError::Unavailable(ControlError::Stopped.to_string()))
+                    Err(ViewError::Unavailable(ControlError::Stopped.to_string()))
                 }
                 Err(e) => Err(failed(
                     if paused {
@@ -211,7 +211,7 @@ impl NodeView for HostView {
         })
     }
 
-    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawOutcome, NodeError>> {
+    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawReport, ViewError>> {
         Box::pin(self.withdraw())
     }
 }

@@ -9,7 +9,7 @@ use gpuflow_protocol::offer::{GpuSource, OfferId};
 use tokio::sync::{Semaphore, watch};
 
 use super::super::{
-    BoxFuture, Earnings, GpuGroup, NodeError, NodeStatus, NodeView, OfferStatus, WithdrawOutcome,
+    BoxFuture, Earnings, GpuGroupView, NodeStatus, NodeView, OfferStatus, ViewError, WithdrawReport,
 };
 
 /// A call that changes the node.
@@ -43,7 +43,7 @@ pub(super) struct FakeNode {
 }
 
 pub(super) fn status() -> NodeStatus {
-    let gpu = GpuGroup {
+    let gpu = GpuGroupView {
         model: "RTX_4090".into(),
         count: 2,
         vram_mib: 24_564,
@@ -87,14 +87,14 @@ impl FakeNode {
     }
 
     /// Runs the configured behaviour; `Ok` means "answer normally".
-    async fn act(&self) -> Result<(), NodeError> {
+    async fn act(&self) -> Result<(), ViewError> {
         let b = *self.behaviour.lock().unwrap();
         match b {
             Behaviour::Normal => Ok(()),
-            Behaviour::Unavailable => Err(NodeError::Unavailable(
+            Behaviour::Unavailable => Err(ViewError::Unavailable(
                 "chain watcher not started yet".into(),
             )),
-            Behaviour::Conflict => Err(NodeError::Conflict(
+            Behaviour::Conflict => Err(ViewError::Conflict(
                 "a withdrawal is already in flight".into(),
             )),
             Behaviour::Hang => std::future::pending().await,
@@ -112,14 +112,14 @@ impl FakeNode {
 }
 
 impl NodeView for FakeNode {
-    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, NodeError>> {
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, ViewError>> {
         Box::pin(async move {
             self.act().await?;
             Ok(self.status.clone())
         })
     }
 
-    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, NodeError>> {
+    fn earnings(&self) -> BoxFuture<'_, Result<Earnings, ViewError>> {
         Box::pin(async move {
             self.act().await?;
             let accrued: U256 = "123456789012345678901234567890".parse().unwrap();
@@ -135,7 +135,7 @@ impl NodeView for FakeNode {
         })
     }
 
-    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), NodeError>> {
+    fn pause_offers(&self, paused: bool) -> BoxFuture<'_, Result<(), ViewError>> {
         Box::pin(async move {
             self.act().await?;
             self.calls.lock().unwrap().push(Call::Pause(paused));
@@ -143,11 +143,11 @@ impl NodeView for FakeNode {
         })
     }
 
-    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawOutcome, NodeError>> {
+    fn withdraw_now(&self) -> BoxFuture<'_, Result<WithdrawReport, ViewError>> {
         Box::pin(async move {
             self.act().await?;
             self.calls.lock().unwrap().push(Call::Withdraw);
-            Ok(WithdrawOutcome::Withdrawn {
+            Ok(WithdrawReport::Withdrawn {
                 tx_hash: B256::repeat_byte(0xab),
                 leases: vec![B256::repeat_byte(1)],
                 amount: U256::from(5_000u64),
