@@ -83,6 +83,14 @@ pub(crate) enum Failure {
     AlreadyClosed(anyhow::Error),
 }
 
+/// Any error that is not classified otherwise is a runtime failure (exit 1), so `?` works on
+/// `anyhow` results; usage errors, timeouts and closed leases are still built explicitly.
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));

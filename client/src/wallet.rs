@@ -270,7 +270,7 @@ pub(crate) fn load(args: &WalletArgs, env: Env<'_>) -> Result<PrivateKeySigner, 
                 .map_err(|e| Failure::Usage(e.context("GPUFLOW_PRIVATE_KEY")));
         }
         (None, None) => {
-            let all = list(&dir).map_err(Failure::Runtime)?;
+            let all = list(&dir)?;
             match all.as_slice() {
                 [(only, _)] => only.clone(),
                 [] => {

@@ -45,9 +45,7 @@ impl ExtendArgs {
         let secs = hours_to_secs(self.hours).map_err(|e| Failure::Usage(anyhow!(e)))?;
         let signer = wallet::load(&self.wallet, &net::env)?;
         let (rec, chain) = target(&self.id, &self.peers, Some(signer)).await?;
-        let view = ChainView::read(&chain, &rec)
-            .await
-            .map_err(Failure::Runtime)?;
+        let view = ChainView::read(&chain, &rec).await?;
         match view.status {
             status::CLOSED => {
                 return Err(Failure::AlreadyClosed(anyhow!(
@@ -69,9 +67,7 @@ impl ExtendArgs {
             }
             _ => {}
         }
-        let facts = rent_pay::escrow_facts(&chain, rec.escrow, rec.token)
-            .await
-            .map_err(Failure::Runtime)?;
+        let facts = rent_pay::escrow_facts(&chain, rec.escrow, rec.token).await?;
         let cost = Cost::new(rec.quote.price_per_second, secs, facts.fee_bps);
         let cap = rec.quote.price_per_second * rec.quote.max_duration;
         let d = rec.token_decimals;
@@ -93,10 +89,7 @@ impl ExtendArgs {
             symbol: &facts.symbol,
             decimals: d,
         };
-        funding
-            .check(cost.deposit, TOPUP_GAS)
-            .await
-            .map_err(Failure::Runtime)?;
+        funding.check(cost.deposit, TOPUP_GAS).await?;
         eprintln!(
             "Extending lease {} by {} s:\n{}",
             rec.lease_id,
@@ -106,10 +99,7 @@ impl ExtendArgs {
         if !self.yes {
             rent_pay::confirm("Add this to the deposit?")?;
         }
-        let auth = funding
-            .authorize(cost.deposit, facts.block_time)
-            .await
-            .map_err(Failure::Runtime)?;
+        let auth = funding.authorize(cost.deposit, facts.block_time).await?;
         let escrow = chain.escrow(rec.escrow);
         let top_up = match &auth {
             Authorization::Allowance => escrow
@@ -119,10 +109,7 @@ impl ExtendArgs {
                 .topUpWithPermit(rec.quote(), cost.deposit, p.deadline, p.v, p.r, p.s)
                 .into_transaction_request(),
         };
-        let receipt = chain
-            .send(top_up, "topUp")
-            .await
-            .map_err(Failure::Runtime)?;
+        let receipt = chain.send(top_up, "topUp").await?;
         let deposit = view.deposit + cost.deposit;
         if self.json {
             let out = serde_json::json!({

@@ -61,12 +61,8 @@ pub(crate) async fn target(
 ) -> Result<(LeaseRecord, Chain), Failure> {
     let store = LeaseStore::new(&home::data_dir(&net::env).map_err(Failure::Usage)?);
     let rec = store.find(id).map_err(Failure::Usage)?;
-    let chain = Chain::connect(&peers.rpc()?, signer)
-        .await
-        .map_err(Failure::Runtime)?;
-    chain
-        .expect_chain(rec.chain_id, &format!("lease {}", rec.lease_id))
-        .map_err(Failure::Runtime)?;
+    let chain = Chain::connect(&peers.rpc()?, signer).await?;
+    chain.expect_chain(rec.chain_id, &format!("lease {}", rec.lease_id))?;
     Ok((rec, chain))
 }
 
@@ -276,7 +272,7 @@ fn host_session(peers: &PeerArgs, recs: &[LeaseRecord]) -> Result<Session, Failu
 impl LeasesArgs {
     pub(crate) async fn run(self) -> Result<(), Failure> {
         let store = LeaseStore::new(&home::data_dir(&net::env).map_err(Failure::Usage)?);
-        let recs = store.all().map_err(Failure::Runtime)?;
+        let recs = store.all()?;
         if recs.is_empty() {
             if self.json {
                 println!("[]");
@@ -285,15 +281,11 @@ impl LeasesArgs {
             }
             return Ok(());
         }
-        let chain = Chain::connect(&self.peers.rpc()?, None)
-            .await
-            .map_err(Failure::Runtime)?;
+        let chain = Chain::connect(&self.peers.rpc()?, None).await?;
         let session = host_session(&self.peers, &recs)?;
         let mut views = Vec::new();
         for rec in recs.iter().filter(|r| r.chain_id == chain.chain_id) {
-            let v = view(&chain, Some(&session), rec)
-                .await
-                .map_err(Failure::Runtime)?;
+            let v = view(&chain, Some(&session), rec).await?;
             if self.all || v.state != "closed" {
                 views.push(v);
             }
@@ -367,9 +359,7 @@ impl LeaseArgs {
     pub(crate) async fn run(self) -> Result<(), Failure> {
         let (rec, chain) = target(&self.id, &self.peers, None).await?;
         let session = host_session(&self.peers, std::slice::from_ref(&rec))?;
-        let v = view(&chain, Some(&session), &rec)
-            .await
-            .map_err(Failure::Runtime)?;
+        let v = view(&chain, Some(&session), &rec).await?;
         if self.json {
             let text = serde_json::to_string_pretty(&v).map_err(|e| Failure::Runtime(e.into()))?;
             println!("{text}");

@@ -392,7 +392,7 @@ impl RentArgs {
             session.book(net::BOOK_TIMEOUT),
             Chain::connect(&rpc, Some(signer))
         );
-        let (mut book, chain) = (book.map_err(runtime)?, chain.map_err(runtime)?);
+        let (mut book, chain) = (book?, chain?);
         // An offer asked for by id but missing from the first answer gets one more sync before
         // `rent` says it is gone: a peer's book can lag a fresh announcement by a gossip round.
         if let Some(id) = self.offer.as_deref()
@@ -405,7 +405,7 @@ impl RentArgs {
                 offers = book.len(),
                 "offer not in the book; syncing once more"
             );
-            book = session.book(net::BOOK_TIMEOUT).await.map_err(runtime)?;
+            book = session.book(net::BOOK_TIMEOUT).await?;
         }
         let ranking = match &query {
             Some(_) => {
@@ -417,9 +417,7 @@ impl RentArgs {
         let query = query.as_ref().zip(ranking.as_ref());
         let offer = steps.suspend(|| pick(book, self.offer.as_deref(), query, self.json))?;
         let o = &offer.offer;
-        chain
-            .expect_chain(o.chain_id, &format!("offer {}", offer.id))
-            .map_err(runtime)?;
+        chain.expect_chain(o.chain_id, &format!("offer {}", offer.id))?;
         let gpus = self.gpus.unwrap_or(o.gpu.count);
         if gpus == 0 || gpus > o.gpu.count {
             return Err(usage(anyhow!(
@@ -462,9 +460,7 @@ impl RentArgs {
         // or will not pay never makes the host hold a GPU: the price is the offer's (the quote
         // must match it), the balances are read, the cost confirmed.
         steps.step("checking balances");
-        let facts = rent_pay::escrow_facts(&chain, o.escrow, o.token)
-            .await
-            .map_err(runtime)?;
+        let facts = rent_pay::escrow_facts(&chain, o.escrow, o.token).await?;
         if facts.token != o.token {
             return Err(runtime(anyhow!(
                 "the escrow {} takes token {}, but the offer names {}; the offer is \
@@ -486,10 +482,7 @@ impl RentArgs {
             symbol: &facts.symbol,
             decimals: o.token_decimals,
         };
-        funding
-            .check(cost.deposit, rent_pay::OPEN_GAS)
-            .await
-            .map_err(runtime)?;
+        funding.check(cost.deposit, rent_pay::OPEN_GAS).await?;
         let _ = steps.finish();
         eprintln!(
             "Renting offer {} ({} × {}, host {}):\n{}",
@@ -524,14 +517,9 @@ impl RentArgs {
             ports: self.ports.clone(),
             auth: Default::default(),
         };
-        let signer = chain
-            .signer
-            .as_ref()
-            .context("no signing wallet")
-            .map_err(runtime)?;
+        let signer = chain.signer.as_ref().context("no signing wallet")?;
         request_auth::sign(&mut request, signer, &o.host, net::unix_now(), &domain)
-            .context("signing the quote request")
-            .map_err(runtime)?;
+            .context("signing the quote request")?;
         let request = LeaseRequest::Quote(request);
         let size = request.encode().len();
         if size > MAX_LEASE_REQUEST_BYTES {
@@ -586,7 +574,7 @@ impl RentArgs {
                 )
                 .map_err(|e| runtime(e.into()))?;
                 steps.step("telling the host we are opening");
-                host.opening(lease_id).await.map_err(runtime)?;
+                host.opening(lease_id).await?;
                 let mut rec = LeaseRecord {
                     lease_id,
                     chain_id: o.chain_id,
@@ -607,13 +595,13 @@ impl RentArgs {
                     open_tx: None,
                 };
                 // Saved before anything is sent: every later call on the lease needs the quote.
-                store.save(&rec).map_err(runtime)?;
+                store.save(&rec)?;
 
                 steps.step("authorizing the deposit (permit, or approve)");
                 let auth = funding
                     .authorize(cost.deposit, facts.block_time)
                     .await
-                    .map_err(runtime)?;
+                    ?;
                 steps.step("opening the lease");
                 let sig = signed.signature.clone();
                 let escrow_c = chain.escrow(o.escrow);
@@ -628,7 +616,7 @@ impl RentArgs {
                 // Past this point the transaction may be on its way: Ctrl-C no longer
                 // releases anything (the lease may open), it only stops waiting.
                 sending.store(true, Ordering::SeqCst);
-                let receipt = chain.send(open, "open").await.map_err(runtime)?;
+                let receipt = chain.send(open, "open").await?;
                 rec.open_tx = Some(receipt.transaction_hash);
                 Ok::<_, Failure>((rec, auth, receipt))
             } => r,
@@ -652,8 +640,7 @@ impl RentArgs {
         };
         store
             .save(&rec)
-            .with_context(|| format!("lease {lease_id} is open, but its record was not updated"))
-            .map_err(runtime)?;
+            .with_context(|| format!("lease {lease_id} is open, but its record was not updated"))?;
 
         steps.step("telling the host");
         let hint = LeaseRequest::Opened {

@@ -50,9 +50,7 @@ impl StopArgs {
     pub(crate) async fn run(self) -> Result<(), Failure> {
         let signer = wallet::load(&self.wallet, &net::env)?;
         let (rec, chain) = target(&self.id, &self.peers, Some(signer)).await?;
-        let view = ChainView::read(&chain, &rec)
-            .await
-            .map_err(Failure::Runtime)?;
+        let view = ChainView::read(&chain, &rec).await?;
         let d = rec.token_decimals;
         match view.status {
             status::NONE => {
@@ -95,8 +93,7 @@ impl StopArgs {
                     .into_transaction_request(),
                 "close",
             )
-            .await
-            .map_err(Failure::Runtime)?;
+            .await?;
         let e = chain::lease_closed(&receipt).ok_or_else(|| {
             Failure::Runtime(anyhow!("close succeeded but logged no LeaseClosed"))
         })?;

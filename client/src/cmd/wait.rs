@@ -73,9 +73,7 @@ impl WaitArgs {
                 let _prober = crate::receipts::start(&self.receipts, &rec, addrs);
                 let deadline = tokio::time::Instant::now() + timeout;
                 loop {
-                    let v = ChainView::read(&chain, &rec)
-                        .await
-                        .map_err(Failure::Runtime)?;
+                    let v = ChainView::read(&chain, &rec).await?;
                     if v.status == status::CLOSED {
                         println!("lease {} is closed", rec.lease_id);
                         return Ok(());

@@ -176,7 +176,7 @@ fn save(
     if password.expose().is_empty() {
         return Err(Failure::Usage(anyhow!("the password is empty; choose one")));
     }
-    let path = wallet::save(&dir, name, signer, &password).map_err(Failure::Runtime)?;
+    let path = wallet::save(&dir, name, signer, &password)?;
     if json {
         let out = serde_json::json!({
             "name": name,
@@ -263,7 +263,7 @@ impl ImportArgs {
 impl ListArgs {
     fn run(self) -> Result<(), Failure> {
         let dir = wallet::keystore_dir(&net::env).map_err(Failure::Usage)?;
-        let all = wallet::list(&dir).map_err(Failure::Runtime)?;
+        let all = wallet::list(&dir)?;
         if self.json {
             let v: Vec<serde_json::Value> = all
                 .iter()
@@ -308,13 +308,9 @@ impl BalanceArgs {
                     })?
             }
         };
-        let chain = Chain::connect(&self.peers.rpc()?, None)
-            .await
-            .map_err(Failure::Runtime)?;
+        let chain = Chain::connect(&self.peers.rpc()?, None).await?;
         if let Some((chain_id, from)) = &deployed_on {
-            chain
-                .expect_chain(*chain_id, &format!("the token of the deployment in {from}"))
-                .map_err(Failure::Runtime)?;
+            chain.expect_chain(*chain_id, &format!("the token of the deployment in {from}"))?;
         }
         let t = chain.token(token);
         let (bal, dec, sym, gas) = tokio::join!(
@@ -336,7 +332,7 @@ impl BalanceArgs {
         })?;
         let dec = dec.map_err(|e| Failure::Runtime(anyhow!("reading the token decimals: {e}")))?;
         let sym = sym.unwrap_or_else(|_| "tokens".into());
-        let gas = gas.map_err(Failure::Runtime)?;
+        let gas = gas?;
         if self.json {
             let out = serde_json::json!({
                 "address": who.to_string(),
