@@ -18,8 +18,8 @@
 # --mount`), which need BuildKit (Docker 23+ by default, or DOCKER_BUILDKIT=1 with buildx).
 #
 # contracts/node_modules: `npm ci` needs the npm registry at build time; when
-# $PREBUILT_DIR/contracts/node_modules exists (an `npm ci` of the same lockfile, e.g. `make
-# tools`, copied there), the chain image takes it instead and the build needs no network.
+# docker/prebuilt/contracts/node_modules exists (an `npm ci` of the same lockfile, e.g. `make
+# tools`, copied there), the chain image takes it instead and needs no npm registry.
 
 ARG RUST_IMAGE=rust:1.90-slim-bookworm
 ARG DEBIAN_IMAGE=debian:bookworm-slim
@@ -27,9 +27,6 @@ ARG NODEJS_IMAGE=node:22-bookworm-slim
 
 # ---- chain: pinned Foundry (anvil, forge, cast) and the contracts -------------------------
 FROM ${NODEJS_IMAGE} AS chain
-# Where prebuilt inputs are staged in the build context (docker/prebuilt is empty but for its
-# .gitignore: nothing staged).
-ARG PREBUILT_DIR=docker/prebuilt
 # ca-certificates: cast and forge (rustls) refuse to start without system CA certificates,
 # which the Node.js slim images do not keep.
 RUN apt-get update \
@@ -41,8 +38,10 @@ RUN apt-get update \
 USER node
 WORKDIR /opt/gpuflow/contracts
 COPY --chown=node:node contracts/package.json contracts/package-lock.json ./
-# A staged node_modules (nothing, when none is staged), else npm ci from the registry.
-COPY --chown=node:node ${PREBUILT_DIR}/contracts/ ./
+# A node_modules staged in docker/prebuilt/contracts/ (nothing, when none is staged), else npm
+# ci from the registry. (A fixed path, not $PREBUILT_DIR: a build argument used in this stage
+# would make every RUN here miss the classic builder's cache when its value changes.)
+COPY --chown=node:node docker/prebuilt/contracts/ ./
 RUN if [ -d node_modules ]; then echo "using the staged contracts/node_modules"; \
     else npm ci --no-audit --no-fund --loglevel=error; fi
 COPY --chown=node:node contracts/ ./

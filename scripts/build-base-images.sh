@@ -38,63 +38,9 @@ shopt -s inherit_errexit
 
 me="build-base-images.sh"
 self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
-cache="${GPUFLOW_CACHE:-${XDG_CACHE_HOME:-${HOME:?set HOME or GPUFLOW_CACHE}/.cache}/gpuflow}"
-images_dir="$cache/images"
-std_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Tarballs of older hashes are dropped once unused this long.
-prune_days=14
-
-log() { printf '%s: %s\n' "$me" "$*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
-
-as_root=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null 2>&1 || die "not root and sudo is missing: mmdebstrap needs root"
-  as_root=(sudo)
-fi
-
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-
-ensure_packages() {
-  local missing=() p
-  for p in "$@"; do installed "$p" || missing+=("$p"); done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing ${missing[*]} with apt-get"
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
-
-# The host's Debian apt sources as one-line entries (as in scripts/build-test-images.sh: apt
-# reports what it reads with `apt-get indextargets`; kept are binary entries of the Debian
-# archive, or of suites named after the host's release when `apt-get update` never ran).
-host_sources() {
-  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg opts=""
-  [ -r "$keyring" ] && opts=" [signed-by=$keyring]"
-  # shellcheck disable=SC2016 # $(…) here are apt's format fields, not shell expansions
-  apt-get indextargets --format '$(TARGET_OF)|$(IDENTIFIER)|$(ORIGIN)|$(REPO_URI)|$(RELEASE)|$(COMPONENT)' |
-    awk -F'|' -v codename="$codename" -v opts="$opts" '
-      $1 != "deb" || $2 != "Packages" { next }
-      $3 != "Debian" && !($3 == "" && ($5 == codename || index($5, codename "-") == 1)) { next }
-      {
-        key = $4 " " $5
-        if (!(key in comps)) { order[++n] = key; comps[key] = "" }
-        if ((" " comps[key] " ") !~ (" " $6 " ")) comps[key] = comps[key] " " $6
-      }
-      END { for (i = 1; i <= n; i++) print "deb" opts " " order[i] comps[order[i]] }'
-}
-
-# Host apt settings the archive needs (frozen mirror, proxy); passed on and hashed.
-host_aptopts() {
-  apt-config dump | grep -E '^Acquire::(Check-Valid-Until|Check-Date|https?::Proxy) ' || true
-}
-
-hash_of() { sha256sum | cut -c1-12; }
-
-engine_has() { docker image inspect "$1" >/dev/null 2>&1; }
+lib="$(dirname "$self")/lib/images.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/images.sh
+. "$lib"
 
 # Checks image REF by running "$2" in it (no network); a failure removes the image (and the
 # tarball "$3", when given) so the next run rebuilds.
@@ -227,9 +173,9 @@ debian_sources="$(host_sources)"
 debian_aptopts="$(host_aptopts)"
 arch="$(dpkg --print-architecture)"
 debian_hash="$(printf 'debian\n%s\n%s\n%s\n%s\n' "$arch" "$codename" "$debian_sources" "$debian_aptopts" |
-  cat "$self" - | hash_of)"
+  cat "$self" "$lib" - | hash_of)"
 nodejs_hash="$(printf 'nodejs\n%s\n%s\n%s\n' "$debian_hash" "$(sha256sum <"$node_bin" | cut -d' ' -f1)" \
-  "$npm_version" | cat "$self" - | hash_of)"
+  "$npm_version" | cat "$self" "$lib" - | hash_of)"
 
 debian_ref="$(ensure_debian)"
 nodejs_ref="$(ensure_nodejs "$debian_ref")"

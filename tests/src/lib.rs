@@ -13,12 +13,14 @@
 //! - [`market`]: chain + host + funded renter in one, and a lease through it.
 //! - [`cli`]: the real `gpuflow` CLI with its own home and the renter's key.
 //! - [`poll`]: bounded waiting for what sends no notification.
+//! - [`engine`]: the Docker engine and test images `scripts/with-docker.sh` provides.
 //! - [`openssh`]: the renter's `ssh` and `scp` (key pair, forwards, bounded runs).
 //!
 //! The tests themselves live in `tests/it/` (one integration-test binary).
 
 pub mod chain;
 pub mod cli;
+pub mod engine;
 pub mod host;
 pub mod market;
 pub mod openssh;

@@ -6,6 +6,7 @@
 //!
 //! Without the engine or the images these tests fail, saying how to get them; they do not skip.
 
+use gpuflow_tests::engine::{docker_host, test_image};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -17,24 +18,6 @@ use gpuflow_tests::openssh::{self, forward, keygen, parse_ssh_line, scp, ssh};
 use gpuflow_tests::rental::mint;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-
-/// The engine's socket, from the environment `scripts/with-docker.sh` sets.
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| {
-        panic!(
-            "DOCKER_HOST is not set: run the tests through `make test` or \
-             `scripts/with-docker.sh cargo test`, which start a Docker engine and build the \
-             test images"
-        )
-    })
-}
-
-/// A test image reference from the environment (`GPUFLOW_TEST_IMAGE_DEBIAN`, `…_BUSYBOX`).
-fn image(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run `eval \"$(scripts/build-test-images.sh)\"` or `make test`")
-    })
-}
 
 /// `docker -H $DOCKER_HOST args…` → trimmed stdout.
 fn docker(args: &[&str]) -> String {
@@ -105,6 +88,41 @@ async fn docker_host_node(chain: &TestChain, dir: &std::path::Path) -> HostNode 
     HostNode::start(chain, dir, &HostOpts::docker(&docker_host()))
         .await
         .unwrap()
+}
+
+/// What most Docker tests start from: a chain, a guarded Docker host, a funded renter CLI and
+/// the renter's SSH key pair.
+struct Setup {
+    chain: TestChain,
+    dir: tempfile::TempDir,
+    host: HostNode,
+    _guard: EngineGuard,
+    r: CliRenter,
+    key: std::path::PathBuf,
+    public: std::path::PathBuf,
+}
+
+impl Setup {
+    /// What the renter is given to spend, token base units.
+    const FUNDS: U256 = U256::from_limbs([100_000_000, 0, 0, 0]);
+
+    async fn start() -> Self {
+        let chain = TestChain::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (host, guard) = guarded_host(&chain, &dir.path().join("host")).await;
+        mint(&chain, RENTER, Self::FUNDS).await;
+        let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
+        let (key, public) = keygen(&dir.path().join("keys"));
+        Self {
+            chain,
+            dir,
+            host,
+            _guard: guard,
+            r,
+            key,
+            public,
+        }
+    }
 }
 
 /// [`docker_host_node`] with its [`EngineGuard`].
@@ -212,15 +230,18 @@ async fn get_through_forward(key: &std::path::Path, port: u16, target: &str) -> 
 /// isolation and limits seen from inside → stop → container and network gone, deposit back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
-    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
-    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
-    let (key, public) = keygen(&dir.path().join("keys"));
+    let Setup {
+        chain: _chain,
+        dir,
+        host,
+        _guard,
+        r,
+        key,
+        public,
+    } = Setup::start().await;
 
     let started = Instant::now();
-    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
+    let rented = rent(&r, &host, &test_image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
     let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
     let (port, user, addr) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
     assert_eq!(
@@ -319,13 +340,22 @@ async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
 /// a command and `scp` still work, through the node's gate and its tools mount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busybox_image_gets_ssh_and_scp() {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
-    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
-    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
-    let (key, public) = keygen(&dir.path().join("keys"));
-    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_BUSYBOX"), &public).await;
+    let Setup {
+        chain: _chain,
+        dir,
+        host,
+        _guard,
+        r,
+        key,
+        public,
+    } = Setup::start().await;
+    let rented = rent(
+        &r,
+        &host,
+        &test_image("GPUFLOW_TEST_IMAGE_BUSYBOX"),
+        &public,
+    )
+    .await;
     let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
     let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
     let out = ssh_ok(
@@ -376,13 +406,16 @@ async fn busybox_image_gets_ssh_and_scp() {
 /// lease, and the renter gets every unit back and a message naming the image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_means_no_start_and_a_full_refund() {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
-    let funds = U256::from(100_000_000u64);
-    mint(&chain, RENTER, funds).await;
-    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
-    let (_, public) = keygen(&dir.path().join("keys"));
+    let Setup {
+        chain,
+        dir: _dir,
+        host,
+        _guard,
+        r,
+        public,
+        ..
+    } = Setup::start().await;
+    let funds = Setup::FUNDS;
     let public = public.display().to_string();
     let missing = "gpuflow-test/no-such-image:0";
     let out = r
@@ -464,7 +497,7 @@ async fn a_lease_cannot_reach_the_host_its_lan_or_another_lease() {
     let ra = CliRenter::new(&chain, &dir.path().join("ra"), RENTER, &[&host_a]);
     let rb = CliRenter::new(&chain, &dir.path().join("rb"), RENTER, &[&host_b]);
     let (key, public) = keygen(&dir.path().join("keys"));
-    let debian = image("GPUFLOW_TEST_IMAGE_DEBIAN");
+    let debian = test_image("GPUFLOW_TEST_IMAGE_DEBIAN");
     let a = rent(&ra, &host_a, &debian, &public).await;
     let b = rent(&rb, &host_b, &debian, &public).await;
     let (port_a, _, _) = parse_ssh_line(a["ssh"].as_str().unwrap_or_default());
@@ -550,13 +583,16 @@ async fn a_lease_cannot_reach_the_host_its_lan_or_another_lease() {
 /// `start` to its close, to the unit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_node_readopts_its_container_and_ssh_comes_back() {
-    let chain = TestChain::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (mut host, _guard) = guarded_host(&chain, &dir.path().join("host")).await;
-    mint(&chain, RENTER, U256::from(100_000_000u64)).await;
-    let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
-    let (key, public) = keygen(&dir.path().join("keys"));
-    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
+    let Setup {
+        chain,
+        dir: _dir,
+        mut host,
+        _guard,
+        r,
+        key,
+        public,
+    } = Setup::start().await;
+    let rented = rent(&r, &host, &test_image("GPUFLOW_TEST_IMAGE_DEBIAN"), &public).await;
     let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
     let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
     ssh_ok(&key, port, "echo before > /tmp/mark").await;
@@ -581,18 +617,30 @@ async fn killed_node_readopts_its_container_and_ssh_comes_back() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
     assert_eq!(leftovers(&lease_id).0, container, "the same container");
 
+    // The close lands 30 s (chain time) after the latest block: billed to the second, from the
+    // one `start` to the close, across the restart.
+    chain
+        .set_next_timestamp(chain.now().await.unwrap() + 30)
+        .await
+        .unwrap();
     let stopped = stop_clean(&r, &host, &lease_id).await;
     let (paid, fee, refund) = (
         units(&stopped["host_amount"]),
         units(&stopped["fee"]),
         units(&stopped["refund"]),
     );
+    let secs = stopped["closed_at"].as_u64().unwrap() - stopped["started_at"].as_u64().unwrap();
+    assert!(secs >= 30, "{stopped}");
+    assert_eq!(
+        paid + fee,
+        units(&rented["price_per_second"]) * U256::from(secs),
+        "{stopped} {rented}"
+    );
     assert_eq!(
         paid + fee + refund,
         units(&rented["deposit"]),
         "{stopped} {rented}"
     );
-    assert!(paid > U256::ZERO, "{stopped}");
 }
 
 /// A Unix socket that forwards to the real engine until it is cut: the node's view of a
@@ -656,7 +704,13 @@ async fn engine_gone_mid_lease_ends_it_and_the_container_is_stopped_when_it_is_b
     mint(&chain, RENTER, U256::from(100_000_000u64)).await;
     let r = CliRenter::new(&chain, &dir.path().join("renter"), RENTER, &[&host]);
     let (key, public) = keygen(&dir.path().join("keys"));
-    let rented = rent(&r, &host, &image("GPUFLOW_TEST_IMAGE_BUSYBOX"), &public).await;
+    let rented = rent(
+        &r,
+        &host,
+        &test_image("GPUFLOW_TEST_IMAGE_BUSYBOX"),
+        &public,
+    )
+    .await;
     let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
     let (port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
     ssh_ok(&key, port, "true").await;

@@ -5,9 +5,13 @@
 //!   engine can check them: `docker-compose config` validates and resolves the compose file (the
 //!   tool must be installed: `.ci/run` installs Debian's `docker-compose`; a missing tool is a
 //!   failure, never a skip), and the Dockerfile is read as text. Nothing is built or run.
+//! - [`compose`]: the compose devnet for real on the private engine: images built locally,
+//!   `up`, a rent from outside the compose network with a command over SSH in the lease, `down
+//!   -v` leaving nothing behind.
 
 use std::path::{Path, PathBuf};
 
+mod compose;
 mod devnet;
 mod docker;
 

@@ -123,6 +123,44 @@ fn scalar(block: &str, key: &str) -> Option<String> {
         .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_owned())
 }
 
+/// The `key: value` children of the mapping `key:` at the service's top level (`environment`,
+/// `build` → `args` is one level deeper: pass `indent` 6 for it), unquoted.
+fn mapping(block: &str, key: &str, indent: usize) -> BTreeMap<String, String> {
+    let header = format!("{}{key}:", " ".repeat(indent - 2));
+    let pad = " ".repeat(indent);
+    block
+        .lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| l.starts_with(&pad))
+        .filter(|l| !l[indent..].starts_with(' '))
+        .filter_map(|l| l[indent..].split_once(": "))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The URL a service's `CMD curl -fsS URL` healthcheck asks.
+fn health_url(block: &str) -> Option<String> {
+    block
+        .lines()
+        .skip_while(|l| !l.starts_with("      test:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("      - "))
+        .map(|l| l.trim_start_matches("      - "))
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_owned)
+}
+
+/// The port of `host:port` (the last `:` field).
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap_or_default().to_owned()
+}
+
 #[test]
 fn docker_compose_file_is_valid_and_defines_the_devnet() {
     let names: BTreeSet<String> = compose_run(&["config", "--services"])
@@ -136,6 +174,7 @@ fn docker_compose_file_is_valid_and_defines_the_devnet() {
 
     let resolved = compose_run(&["config"]);
     let svc = services(&resolved);
+    let mut host_ports = BTreeSet::new();
     for host in ["host-a", "host-b"] {
         let b = &svc[host];
         assert_eq!(
@@ -143,36 +182,89 @@ fn docker_compose_file_is_valid_and_defines_the_devnet() {
             ["gpuflow-node", "run", "--runtime", "docker"],
             "{host}: {b}"
         );
-        // GPUs through the compose device-reservation syntax.
+        // The SSH gates and the iptables fence live in the machine's network namespace; the
+        // engine's socket is mounted for the docker runtime.
         for needle in [
-            "    deploy:\n      resources:\n        reservations:\n          devices:",
-            "driver: nvidia",
-            "            - gpu\n",
+            "    network_mode: host\n",
+            "    user: root\n",
+            "    cap_add:\n    - NET_ADMIN\n",
             "/var/run/docker.sock:/var/run/docker.sock",
-            "GPUFLOW_RPC_URL: http://anvil:8545",
             "GPUFLOW_BOOTSTRAP_FROM: /devnet/bootstrap",
         ] {
             assert!(b.contains(needle), "{host} lacks {needle:?}:\n{b}");
         }
+        // Simulated GPUs: no device reservation in the base file (docker/compose.gpu.yml).
+        assert!(!b.contains("    deploy:"), "{host} reserves GPUs:\n{b}");
+        let env = mapping(b, "environment", 6);
+        // anvil through its published port, as seen from the machine.
+        assert_eq!(env["GPUFLOW_RPC_URL"], "http://127.0.0.1:8545", "{host}");
+        // The data dir is a bind mount at the same path inside and out: lease containers mount
+        // the SSH tools under it by host path.
+        let data = &env["GPUFLOW_DATA_DIR"];
         assert!(
-            b.contains("device_ids:") || b.contains("count:"),
-            "{host} reserves no GPUs:\n{b}"
+            b.contains(&format!("    - {data}:{data}:rw\n")),
+            "{host}: {data} is not mounted at the same path:\n{b}"
         );
-    }
-    // Healthchecks on the node API for every node.
-    for node in ["bootstrap", "host-a", "host-b"] {
-        let b = &svc[node];
-        assert!(
-            b.contains("      - http://127.0.0.1:8686/health")
-                && b.contains("GPUFLOW_API_ADDR: 127.0.0.1:8686"),
-            "{node}: no healthcheck on the API's /health:\n{b}"
+        // Each host on the machine's ports: its own API and p2p ports.
+        let api = &env["GPUFLOW_API_ADDR"];
+        assert!(api.starts_with("127.0.0.1:"), "{host}: API on {api}");
+        assert_eq!(
+            health_url(b).as_deref(),
+            Some(format!("http://{api}/health").as_str()),
+            "{host}: the healthcheck asks another API than GPUFLOW_API_ADDR"
         );
+        assert!(host_ports.insert(port_of(api)), "{host}: API port taken");
+        for listen in env["GPUFLOW_LISTEN"].split(',') {
+            let port = listen.split('/').nth(4).unwrap().to_owned();
+            if listen.contains("/tcp/") {
+                assert!(host_ports.insert(port), "{host}: p2p port taken: {listen}");
+            }
+        }
+        // The config the hosts mount: docker runtime, simulated GPUs.
+        let toml =
+            std::fs::read_to_string(repo_root().join(format!("docker/{host}.toml"))).unwrap();
+        for needle in [
+            "simulated = true",
+            "kind = \"docker\"",
+            "detection = \"declared\"",
+        ] {
+            assert!(toml.contains(needle), "docker/{host}.toml lacks {needle:?}");
+        }
     }
-    assert!(
-        !svc["bootstrap"].contains("devices:"),
-        "the bootstrap node needs no GPUs"
+    // The bootstrap node: its API, its data dir on the shared volume (where the hosts read its
+    // listen_addrs; the image's GPUFLOW_DATA_DIR would win over the config file's data_dir),
+    // the process runtime (it runs no leases, so needs no engine) and no GPUs.
+    let b = &svc["bootstrap"];
+    let env = mapping(b, "environment", 6);
+    assert_eq!(env["GPUFLOW_API_ADDR"], "127.0.0.1:8686");
+    assert_eq!(
+        health_url(b).as_deref(),
+        Some("http://127.0.0.1:8686/health")
     );
+    assert_eq!(env["GPUFLOW_DATA_DIR"], "/devnet/bootstrap");
+    assert!(
+        !host_ports.contains("4001"),
+        "a host takes the bootstrap's port"
+    );
+    assert!(b.contains("127.0.0.1:4001:4001/tcp"), "{b}");
+    let toml = std::fs::read_to_string(repo_root().join("docker/bootstrap.toml")).unwrap();
+    assert!(toml.contains("kind = \"process\""), "docker/bootstrap.toml");
+    assert!(!b.contains("devices:"), "the bootstrap node needs no GPUs");
     assert_eq!(list(&svc["deploy"], "command"), ["gpuflow-deploy"]);
+    // The base images are build arguments, defaulting to the public images; one set for
+    // every image built here (the classic builder then reuses the chain stage's cache).
+    let mut arg_sets = BTreeSet::new();
+    for (name, b) in &svc {
+        if b.contains("    build:\n") {
+            let args = mapping(b, "args", 8);
+            assert_eq!(args["DEBIAN_IMAGE"], "debian:bookworm-slim", "{name}");
+            assert_eq!(args["NODEJS_IMAGE"], "node:22-bookworm-slim", "{name}");
+            assert_eq!(args["RUST_IMAGE"], "rust:1.90-slim-bookworm", "{name}");
+            assert_eq!(args["PREBUILT_DIR"], "docker/prebuilt", "{name}");
+            arg_sets.insert(format!("{args:?}"));
+        }
+    }
+    assert_eq!(arg_sets.len(), 1, "images built with different arguments");
     // Every bind-mounted file is in the repository.
     let root = repo_root().canonicalize().unwrap();
     for line in resolved.lines() {
@@ -187,16 +279,45 @@ fn docker_compose_file_is_valid_and_defines_the_devnet() {
             assert!(root.join(rel).is_file(), "{src} is mounted but missing");
         }
     }
+
+    // Real GPUs: the override reserves them and turns the simulation off.
+    let gpu = compose_files(
+        &["docker-compose.yml", "docker/compose.gpu.yml"],
+        &["config"],
+    );
+    let svc = services(&gpu);
+    for host in ["host-a", "host-b"] {
+        let b = &svc[host];
+        for needle in [
+            "    deploy:\n      resources:\n        reservations:\n          devices:",
+            "driver: nvidia",
+            "            - gpu\n",
+        ] {
+            assert!(
+                b.contains(needle),
+                "{host} lacks {needle:?} with the override:\n{b}"
+            );
+        }
+        assert!(
+            b.contains("device_ids:") || b.contains("count:"),
+            "{host} reserves no GPUs:\n{b}"
+        );
+        let env = mapping(b, "environment", 6);
+        assert_eq!(env["GPUFLOW_GPU_SIMULATED"], "false", "{host}");
+    }
 }
 
-/// A Dockerfile stage: its name and its instructions, continuation lines joined.
+/// A Dockerfile stage: its name, what it is built `FROM` (an image or an earlier stage) and its
+/// instructions, continuation lines joined.
 #[derive(Debug)]
 struct Stage {
     name: String,
+    from: String,
     lines: Vec<String>,
 }
 
-fn dockerfile_stages() -> Vec<Stage> {
+/// The stages, in order, and the default of every `ARG NAME=default` (global or in a stage).
+fn dockerfile_stages() -> (Vec<Stage>, BTreeMap<String, String>) {
     let text = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
     let mut joined = Vec::new();
     let mut cur = String::new();
@@ -214,22 +335,29 @@ fn dockerfile_stages() -> Vec<Stage> {
         }
     }
     let mut stages: Vec<Stage> = Vec::new();
+    let mut args = BTreeMap::new();
     for l in joined {
+        if let Some((name, default)) = l.strip_prefix("ARG ").and_then(|a| a.split_once('=')) {
+            args.insert(name.trim().to_owned(), default.trim().to_owned());
+        }
         if l.starts_with("FROM ") {
             let words: Vec<&str> = l.split_whitespace().collect();
-            let name = match words.as_slice() {
-                [_, _, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
+            let (from, name) = match words.as_slice() {
+                [_, from, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                    ((*from).to_owned(), (*name).to_owned())
+                }
                 _ => panic!("every stage needs a name (`FROM image AS name`): {l}"),
             };
             stages.push(Stage {
                 name,
+                from,
                 lines: Vec::new(),
             });
         } else if let Some(s) = stages.last_mut() {
             s.lines.push(l);
         }
     }
-    stages
+    (stages, args)
 }
 
 impl Stage {
@@ -240,13 +368,45 @@ impl Stage {
 
 #[test]
 fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
-    let stages = dockerfile_stages();
+    let (stages, args) = dockerfile_stages();
     let stage = |name: &str| {
         stages
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no Dockerfile stage {name}"))
     };
+    // `name` and the earlier stages it is built on, itself first.
+    let lineage = |name: &str| {
+        let mut chain = vec![stage(name)];
+        while let Some(parent) = stages.iter().find(|s| s.name == chain.last().unwrap().from) {
+            chain.push(parent);
+        }
+        chain
+    };
+    // The base images are build arguments with the public images as defaults.
+    for (arg, default) in [
+        ("RUST_IMAGE", "rust:1.90-slim-bookworm"),
+        ("DEBIAN_IMAGE", "debian:bookworm-slim"),
+        ("NODEJS_IMAGE", "node:22-bookworm-slim"),
+    ] {
+        assert_eq!(
+            args.get(arg).map(String::as_str),
+            Some(default),
+            "ARG {arg}"
+        );
+        assert!(
+            stages.iter().any(|s| s.from == format!("${{{arg}}}")),
+            "no stage is built FROM ${{{arg}}}"
+        );
+    }
+    for s in &stages {
+        assert!(
+            s.from.starts_with("${") || stages.iter().any(|p| p.name == s.from),
+            "stage {} is built from {}, not from a base-image argument",
+            s.name,
+            s.from
+        );
+    }
     // The Rust binaries: a release build of exactly their packages, copied into `node`.
     let build = stage("build");
     assert!(
@@ -261,6 +421,10 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
                 .any(|w| w == ["-p", "gpuflow"])),
         "the build stage does not `cargo build --release --locked -p gpuflow-node -p gpuflow`"
     );
+    assert!(
+        stage("node").has(|l| l.starts_with("COPY --from=build ")),
+        "the node image does not take the binaries of the build stage"
+    );
     // Those are the packages' binary names.
     for (manifest, bin) in [
         ("node/Cargo.toml", "gpuflow-node"),
@@ -272,9 +436,33 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
             "{manifest} builds no {bin}"
         );
     }
+    // The classic builder (docker-compose v1 without BuildKit) builds every stage up to the
+    // target: the targets that must build there, and the stages before them, need no BuildKit
+    // (`RUN --mount`, `# syntax=`) and no Rust build.
+    for target in ["chain", "node-prebuilt"] {
+        for s in stages
+            .iter()
+            .take_while(|s| s.name != target)
+            .chain([stage(target)])
+        {
+            assert!(
+                s.name != "build"
+                    && !s.has(|l| l.contains("--mount=") || l.contains("--from=build")),
+                "the classic builder goes through stage {} for target {target}, which needs \
+                 BuildKit or the Rust build",
+                s.name
+            );
+        }
+    }
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("# syntax=")),
+        "a `# syntax=` line makes BuildKit pull its frontend from a registry"
+    );
 
-    // What each image provides on its PATH, as the Dockerfile says.
-    let provided = |s: &Stage| -> BTreeSet<String> {
+    // What each image provides on its PATH, as the Dockerfile says (the stage and the stages
+    // it is built on).
+    let provided_by = |s: &Stage| -> BTreeSet<String> {
         let mut set = BTreeSet::new();
         for l in &s.lines {
             let words: Vec<&str> = l.split_whitespace().collect();
@@ -307,7 +495,14 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
         }
         set
     };
-    // Every COPY source exists in the build context.
+    let provided = |name: &str| -> BTreeSet<String> {
+        lineage(name).into_iter().flat_map(provided_by).collect()
+    };
+    // Every COPY source exists in the build context; sources under $PREBUILT_DIR are staged by
+    // whoever builds with them, into a directory that exists (docker/prebuilt by default).
+    let prebuilt = args
+        .get("PREBUILT_DIR")
+        .expect("no ARG PREBUILT_DIR=… default");
     for s in &stages {
         for l in s
             .lines
@@ -319,10 +514,10 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
                 .filter(|w| !w.starts_with("--"))
                 .collect();
             for src in &words[1..words.len() - 1] {
-                assert!(
-                    repo_root().join(src).exists(),
-                    "COPY source {src} missing ({l})"
-                );
+                let path = repo_root().join(src.replace("${PREBUILT_DIR}", prebuilt));
+                let staged = src.starts_with("${PREBUILT_DIR}/")
+                    && path.parent().is_some_and(std::path::Path::is_dir);
+                assert!(path.exists() || staged, "COPY source {src} missing ({l})");
             }
         }
     }
@@ -367,12 +562,14 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
         }
         runs.entry((*target).to_owned()).or_default().extend(progs);
     }
-    // The node image's own ENTRYPOINT wraps every command.
-    runs.entry("node".into())
-        .or_default()
-        .insert("gpuflow-entrypoint".into());
+    // The node image's own ENTRYPOINT wraps every command; the prebuilt node image must run
+    // all that the node image runs.
+    let node_runs = runs.entry("node".into()).or_default();
+    node_runs.insert("gpuflow-entrypoint".into());
+    let node_runs = node_runs.clone();
+    runs.insert("node-prebuilt".into(), node_runs);
     for (target, progs) in &runs {
-        let have = provided(stage(target));
+        let have = provided(target);
         for p in progs {
             assert!(
                 have.contains(p),
@@ -382,14 +579,25 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
     }
     assert!(runs["node"].contains("gpuflow-node") && runs["node"].contains("gpuflow"));
     assert!(runs["chain"].contains("anvil"));
+    // What the docker runtime needs on the node's machine: iptables for the fence, the SFTP
+    // server and a static busybox for the SSH tools it mounts into lease containers.
+    for target in ["node", "node-prebuilt"] {
+        let have = provided(target);
+        for p in [
+            "iptables",
+            "openssh-sftp-server",
+            "busybox-static",
+            "ca-certificates",
+        ] {
+            assert!(have.contains(p), "the {target} image lacks {p}");
+        }
+    }
 
-    // Final images run as a non-root user.
-    for target in ["node", "chain"] {
-        let user = stage(target)
-            .lines
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("USER "))
+    // Final images run as a non-root user (the compose hosts override it: iptables).
+    for target in ["node", "node-prebuilt", "chain"] {
+        let user = lineage(target)
+            .into_iter()
+            .find_map(|s| s.lines.iter().rev().find_map(|l| l.strip_prefix("USER ")))
             .unwrap_or_else(|| panic!("the {target} image runs as root (no USER)"));
         assert!(
             !["root", "0"].contains(&user.trim()),
@@ -401,6 +609,7 @@ fn dockerfile_installs_every_program_the_compose_file_runs_as_non_root() {
         "docker/entrypoint.sh",
         "docker/deploy.sh",
         "scripts/devnet.sh",
+        "scripts/build-base-images.sh",
     ] {
         let path = repo_root().join(script);
         let ok = Command::new("bash").arg("-n").arg(&path).status().unwrap();
