@@ -19,7 +19,8 @@ JSON output (--json) is an object {\"book_size\": N, \"offers\": [...]}; each of
   gpu_source (\"nvml\" | \"declared\" | \"simulated\"),
   price_per_gpu_hour and price_per_hour ({\"base_units\": \"400000\", \"formatted\": \"0.40\"}),
   token, token_decimals, chain_id, escrow, reliability (0..1), region, host_since,
-  host_age_secs, cpu_cores, ram_mib, disk_gib, inet_up_mbps, inet_down_mbps,
+  host_age_secs, cpu_cores, ram_mib, disk_gib, disk_limited (the host enforces disk_gib with
+  a storage quota; false: not a hard limit), inet_up_mbps, inet_down_mbps,
   min_duration_secs, max_duration_secs, templates, seq, issued_at, expires_at.
 Fields are only ever added, never renamed or removed.";
 
@@ -51,6 +52,7 @@ pub(crate) struct JsonOffer {
     pub(crate) cpu_cores: u32,
     pub(crate) ram_mib: u64,
     pub(crate) disk_gib: u64,
+    pub(crate) disk_limited: bool,
     pub(crate) inet_up_mbps: u32,
     pub(crate) inet_down_mbps: u32,
     pub(crate) min_duration_secs: u64,
@@ -88,6 +90,7 @@ impl JsonOffer {
             cpu_cores: o.cpu_cores,
             ram_mib: o.ram_mib,
             disk_gib: o.disk_gib,
+            disk_limited: o.disk_limited,
             inet_up_mbps: o.inet_up_mbps,
             inet_down_mbps: o.inet_down_mbps,
             min_duration_secs: o.min_duration_secs,

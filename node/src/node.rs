@@ -176,6 +176,7 @@ pub async fn run(
                 &peer.to_base58(),
                 e.docker_host.as_deref(),
                 config.gpu_simulated,
+                config.disk_quota,
             )
             .await?,
         ),

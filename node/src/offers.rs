@@ -113,6 +113,7 @@ pub fn build_plans(
             cpu_cores: u32::try_from(share(u64::from(m.cpu_cores), n, total)).unwrap_or(u32::MAX),
             ram_mib: share(m.ram_mib, n, total),
             disk_gib: share(m.disk_gib, n, total),
+            disk_limited: config.runtime == crate::config::RuntimeKind::Docker && config.disk_quota,
             inet_up_mbps: m.inet_up_mbps,
             inet_down_mbps: m.inet_down_mbps,
             region: m.region.clone(),

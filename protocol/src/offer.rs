@@ -117,6 +117,10 @@ pub struct Offer {
     pub ram_mib: u64,
     /// Disk space for the workload, GiB.
     pub disk_gib: u64,
+    /// The host's runtime holds each lease to `disk_gib` (a storage quota). `false`: the
+    /// figure is what the host sets aside, not a limit its storage driver enforces.
+    #[serde(default)]
+    pub disk_limited: bool,
     /// Upload bandwidth, Mbit/s.
     pub inet_up_mbps: u32,
     /// Download bandwidth, Mbit/s.
@@ -513,6 +517,7 @@ pub mod fixture {
                 cpu_cores: 16,
                 ram_mib: 64 * 1024,
                 disk_gib: 500,
+                disk_limited: false,
                 inet_up_mbps: 500,
                 inet_down_mbps: 1000,
                 region: "DE".into(),

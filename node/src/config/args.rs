@@ -158,6 +158,12 @@ pub struct ConfigArgs {
     /// [default: false]
     #[arg(long, value_name = "BOOL")]
     pub process_runtime_gives_renters_my_account: Option<bool>,
+    /// Docker: hold each lease to its disk size with a storage quota; offers then say the disk
+    /// is limited. Needs a storage driver with quotas (overlay2 on xfs mounted with pquota,
+    /// btrfs, zfs); elsewhere the engine refuses the containers. [file: runtime.disk_quota]
+    /// [env: GPUFLOW_DISK_QUOTA] [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub disk_quota: Option<bool>,
     /// Seconds between scheduled `withdrawMany` batches of accrued earnings; 0 = never on a
     /// schedule. [file: earnings.withdraw_interval_secs] [env: GPUFLOW_WITHDRAW_INTERVAL_SECS]
     /// [default: 3600]
@@ -231,6 +237,7 @@ impl ConfigArgs {
             runtime: RuntimeLayer {
                 kind: self.runtime,
                 process_gives_renters_my_account: self.process_runtime_gives_renters_my_account,
+                disk_quota: self.disk_quota,
             },
             earnings: EarningsLayer {
                 withdraw_interval_secs: self.withdraw_interval_secs,

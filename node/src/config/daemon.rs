@@ -111,6 +111,9 @@ pub struct RuntimeLayer {
     /// Run the process runtime on a chain other than the devnet's: renters' code then runs as
     /// the node's own OS user.
     pub process_gives_renters_my_account: Option<bool>,
+    /// Docker: limit each lease's writable layer to its disk size (needs a storage driver with
+    /// quotas: overlay2 on xfs with `pquota`, btrfs, zfs).
+    pub disk_quota: Option<bool>,
 }
 
 /// `[earnings]`.

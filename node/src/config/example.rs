@@ -109,6 +109,10 @@ addr = "127.0.0.1:8686"
 # process_gives_renters_my_account = true. A lease naming an image runs a stand-in HTTP server.
 # env GPUFLOW_RUNTIME, flag --runtime
 kind = "docker"
+# Docker: hold each lease to its disk size with a storage quota (offers then say the disk is
+# limited). Needs overlay2 on xfs with pquota, btrfs or zfs; elsewhere containers are refused.
+# env GPUFLOW_DISK_QUOTA, flag --disk-quota
+disk_quota = false
 
 [earnings]
 # Accrued earnings are collected in one withdrawMany transaction per batch (leases are also paid

@@ -163,7 +163,7 @@ impl ConfigLayer {
             templates, withdraw_on_shutdown);
         overlay!(self.gpu, low.gpu; detection, declared, simulated);
         overlay!(self.api, low.api; addr);
-        overlay!(self.runtime, low.runtime; kind, process_gives_renters_my_account);
+        overlay!(self.runtime, low.runtime; kind, process_gives_renters_my_account, disk_quota);
         overlay!(self.earnings, low.earnings; withdraw_interval_secs, withdraw_on_shutdown);
         self
     }
@@ -222,6 +222,7 @@ impl ConfigLayer {
                 kind: parse.value("GPUFLOW_RUNTIME")?,
                 process_gives_renters_my_account: parse
                     .value("GPUFLOW_PROCESS_GIVES_RENTERS_MY_ACCOUNT")?,
+                disk_quota: parse.value("GPUFLOW_DISK_QUOTA")?,
             },
             earnings: EarningsLayer {
                 withdraw_interval_secs: parse.value("GPUFLOW_WITHDRAW_INTERVAL_SECS")?,

@@ -79,6 +79,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// The process runtime was allowed off the devnet chain (renters get the node's account).
     pub process_unisolated: bool,
+    /// Docker: each lease's disk is held to its size by a storage quota.
+    pub disk_quota: bool,
     /// When earnings are withdrawn.
     pub earnings: EarningsSettings,
     /// The host wallet's keystore, if the key is not in the environment.
@@ -480,6 +482,7 @@ impl Config {
             api: layer.api.addr.unwrap_or_default(),
             runtime,
             process_unisolated,
+            disk_quota: layer.runtime.disk_quota.unwrap_or(false),
             earnings: EarningsSettings {
                 withdraw_interval_secs: layer
                     .earnings

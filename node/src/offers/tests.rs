@@ -7,7 +7,7 @@ use gpuflow_protocol::offer::fixture::TestHost;
 use gpuflow_protocol::offer::{GpuSource, GpuSpec};
 
 use super::*;
-use crate::config::{ChainConfig, Detection, MachineConfig, OfferSettings};
+use crate::config::{ChainConfig, Detection, MachineConfig, OfferSettings, RuntimeKind};
 use crate::gpu::GpuGroup;
 
 const NOW: u64 = 1_800_000_000;
@@ -52,6 +52,7 @@ fn config() -> Config {
         declared: vec![],
         gpu_simulated: false,
         process_unisolated: false,
+        disk_quota: false,
         api: crate::config::ApiListen::Off,
         runtime: crate::runtime::RuntimeKind::Process,
         earnings: crate::config::EarningsSettings::default(),
@@ -256,4 +257,28 @@ async fn pause_withdraws_and_stops_announcing_resume_announces_and_pause_survive
     assert!(ann.control().published().paused);
     assert_eq!(ann.announce_all().await.unwrap(), 0);
     assert!(rec.take().is_empty());
+}
+
+#[test]
+fn offers_say_the_disk_is_limited_only_under_a_docker_quota() {
+    let h = TestHost::from_seed(1);
+    let inv = inventory(vec![group("a", "RTX_4090", 1)]);
+    let limited = |runtime, disk_quota| {
+        let c = Config {
+            runtime,
+            disk_quota,
+            ..config()
+        };
+        build_plans(&c, &inv, &h.key, &h.wallet, NOW - 10)
+            .unwrap()
+            .0[0]
+            .offer
+            .disk_limited
+    };
+    assert!(limited(RuntimeKind::Docker, true));
+    assert!(!limited(RuntimeKind::Docker, false));
+    assert!(
+        !limited(RuntimeKind::Process, true),
+        "the process runtime has no quota"
+    );
 }

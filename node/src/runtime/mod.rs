@@ -211,6 +211,7 @@ pub async fn connect(
     host_peer: &str,
     docker_host: Option<&str>,
     simulated_gpus: bool,
+    disk_quota: bool,
 ) -> Result<AnyRuntime, RuntimeError> {
     match kind {
         RuntimeKind::Process => Ok(AnyRuntime::Process(ProcessRuntime::new(&ProcessConfig {
@@ -222,6 +223,7 @@ pub async fn connect(
             let config = DockerConfig {
                 socket,
                 simulated_gpus,
+                disk_quota,
                 state_dir: data_dir.join("docker"),
                 ..DockerConfig::new(host_peer)
             };

@@ -92,6 +92,8 @@ pub enum Field {
     Verified,
     /// `simulated`: the host's GPUs are simulated (no device reaches the container).
     Simulated,
+    /// `disk_limited`: the host holds each lease to `disk_space` with a storage quota.
+    DiskLimited,
     /// `host`: host peer id.
     Host,
     /// `host_age`: days online.
@@ -229,6 +231,12 @@ const FIELDS: &[FieldInfo] = &[
         Bool,
         "GPUs simulated by a development host: the container gets no GPU",
     ),
+    info(
+        Field::DiskLimited,
+        "disk_limited",
+        Bool,
+        "the host enforces disk_space with a storage quota (else it is not a hard limit)",
+    ),
     info(Field::Host, "host", Text, "host peer id (exact)"),
     info(
         Field::HostAge,
@@ -324,6 +332,7 @@ impl Field {
             Self::Geolocation => Scalar::Text(&offer.region),
             Self::Verified => Scalar::Bool(offer.gpu_source == GpuSource::Nvml),
             Self::Simulated => Scalar::Bool(offer.gpu_source == GpuSource::Simulated),
+            Self::DiskLimited => Scalar::Bool(offer.disk_limited),
             Self::Host => Scalar::Text(&offer.host),
             Self::Duration => Scalar::Num(Num::ratio(u128::from(offer.max_duration_secs), 3600)),
             Self::MinDuration => Scalar::Num(Num::ratio(u128::from(offer.min_duration_secs), 3600)),

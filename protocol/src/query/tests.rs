@@ -91,6 +91,8 @@ fn each_field_reads_the_offer() {
         ("verified=true", false),
         ("simulated=false", true),
         ("simulated=true", false),
+        ("disk_limited=false", true),
+        ("disk_limited=true", false),
         ("host_age>=1", true),
         ("host_age>1", false),
         ("duration>=168", true),
@@ -300,7 +302,7 @@ fn sort_specs_parse_and_order() {
     );
     assert_eq!(
         SortSpec::parse("dph+,scor-").unwrap_err().to_string(),
-        "unknown sort field `scor` at position 5 (did you mean `score`?); sort by score or one of: gpu_name, num_gpus, gpu_ram, gpu_total_ram, dph, dph_per_gpu, reliability, cuda_vers, driver_version, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, geolocation, verified, simulated, host, host_age, duration, min_duration"
+        "unknown sort field `scor` at position 5 (did you mean `score`?); sort by score or one of: gpu_name, num_gpus, gpu_ram, gpu_total_ram, dph, dph_per_gpu, reliability, cuda_vers, driver_version, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, geolocation, verified, simulated, disk_limited, host, host_age, duration, min_duration"
     );
     for bad in ["", "dph+,", "dph+-", "+"] {
         assert!(

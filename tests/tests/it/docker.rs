@@ -349,6 +349,16 @@ async fn busybox_image_gets_ssh_and_scp() {
         key,
         public,
     } = Setup::start().await;
+    // The offer says what the renter gets: simulated GPUs, a disk size that is not a quota
+    // (overlay2 on ext4 has none), and `search` can filter on both.
+    let found = r
+        .json(&["search", "simulated=true disk_limited=false", "--json"])
+        .await;
+    let offer = &found["offers"][0];
+    assert_eq!(offer["gpu_source"], "simulated", "{found}");
+    assert_eq!(offer["disk_limited"], false, "{found}");
+    let none = r.json(&["search", "simulated=false", "--json"]).await;
+    assert_eq!(none["offers"].as_array().map(Vec::len), Some(0), "{none}");
     let rented = rent(
         &r,
         &host,
