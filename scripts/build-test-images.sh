@@ -8,7 +8,7 @@
 #                         applets (/bin/sh among them), root in /etc/passwd and /etc/group, /root
 #                         and /tmp (1777). Tiny; for tests that only need a shell.
 #   gpuflow-test/debian   Debian (the host's release) made by mmdebstrap from the host's own apt
-#                         sources: the apt variant plus bash, python3 and procps; no openssh-server
+#                         sources: the apt variant plus bash, python3, procps and rsync; no openssh-server
 #                         (asserted: the tests rely on a workload image without sshd).
 # Both get CMD ["/bin/sh"] and the standard PATH.
 #
@@ -81,7 +81,7 @@ build_debian() {
   # init-system-helpers ("usrmerge | usr-is-merged") brings usrmerge and with it perl (~55 MB).
   # Documentation, man pages and translations are left out to keep the image small (copyrights
   # stay). The mirror argument is a file: mmdebstrap pastes it in as the image's sources.list.
-  "${as_root[@]}" mmdebstrap --variant=apt --include=bash,python3,procps \
+  "${as_root[@]}" mmdebstrap --variant=apt --include=bash,python3,procps,rsync \
     --hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr \
     --aptopt='APT::Install-Recommends "false"' "${opts[@]}" \
     --dpkgopt='path-exclude=/usr/share/man/*' \

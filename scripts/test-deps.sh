@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages `make test` needs when they are missing, so a fresh machine
 # (Debian, Rust, Node/npm) needs nothing but the README's two commands:
+#   rsync                           renters copy with rsync over the SSH gate (a test does)
 #   openssh-server, openssh-client  the process runtime's stand-in runs sshd; tests log in with
 #                                   ssh/scp/ssh-keygen; the Docker runtime's SSH gate copies
 #                                   sftp-server (openssh-sftp-server) into lease containers
@@ -21,6 +22,7 @@ if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then
   need+=(busybox-static)
 fi
 have iptables || need+=(iptables)
+have rsync || need+=(rsync)
 { have docker-compose || docker compose version >/dev/null 2>&1; } || need+=(docker-compose)
 
 if [ "${#need[@]}" -gt 0 ]; then
@@ -28,5 +30,5 @@ if [ "${#need[@]}" -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "test-deps.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi

@@ -282,6 +282,32 @@ async fn debian_image_without_sshd_ssh_scp_forward_isolation_stop() {
 
     scp_both_ways(&key, port, dir.path()).await;
 
+    // rsync over the gate: the image's own rsync runs through `exec`.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tree.join("sub/b.txt"), "beta\n").unwrap();
+    let remote_shell = format!(
+        "ssh -F /dev/null -i {} -p {port} -o BatchMode=yes -o StrictHostKeyChecking=no \
+         -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        key.display()
+    );
+    let synced = openssh::run({
+        let mut c = tokio::process::Command::new("rsync");
+        c.args(["-a", "-e", &remote_shell])
+            .arg(format!("{}/", tree.display()))
+            .arg("root@127.0.0.1:/tmp/tree/")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        c
+    })
+    .await;
+    assert!(synced.status.success(), "rsync: {synced:?}");
+    assert_eq!(
+        ssh_ok(&key, port, "cat /tmp/tree/a.txt /tmp/tree/sub/b.txt").await,
+        "alpha\nbeta\n"
+    );
+
     // A server bound to the container's loopback is reachable through `ssh -L`.
     ssh_ok(
         &key,
