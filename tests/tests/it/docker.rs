@@ -871,3 +871,92 @@ async fn real_gpus_on_an_engine_without_nvidia_refuse_to_start() {
     assert!(msg.contains("NVIDIA Container Toolkit"), "{msg}");
     assert!(msg.contains("simulated = true"), "{msg}");
 }
+
+/// A registry on 127.0.0.1 (`tests/tools/registry.py`) serving the busybox test image slowly:
+/// the host pulls it for the lease, the renter sees the pull while it waits, and billing starts
+/// only after it (the `start` block comes seconds after the `open` block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_pull_is_shown_to_the_renter_and_not_billed() {
+    use alloy::providers::Provider;
+    use tokio::io::AsyncBufReadExt;
+
+    let Setup {
+        chain,
+        dir,
+        host,
+        _guard,
+        r,
+        key,
+        public,
+    } = Setup::start().await;
+    // The busybox image's root filesystem, as the registry's one layer.
+    let rootfs = dir.path().join("rootfs.tar");
+    let made = docker(&["create", &test_image("GPUFLOW_TEST_IMAGE_BUSYBOX")]);
+    docker(&["export", "-o", &rootfs.display().to_string(), &made]);
+    docker(&["rm", &made]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/registry.py");
+    let tag = format!("p{}", std::process::id());
+    let mut registry = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["--name", "gpuflow-test/pulled", "--tag", &tag])
+        .args(["--bytes-per-sec", "250000"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    tokio::io::BufReader::new(registry.stdout.take().unwrap())
+        .read_line(&mut first)
+        .await
+        .unwrap();
+    let port = first.trim().strip_prefix("listening ").unwrap().to_owned();
+    let image = format!("127.0.0.1:{port}/gpuflow-test/pulled:{tag}");
+
+    let public = public.display().to_string();
+    let out = r
+        .run(&[
+            "rent",
+            &host.offer_id().to_string(),
+            "--hours",
+            "0.5",
+            "--image",
+            &image,
+            "--ssh-key",
+            &public,
+            "--yes",
+            "--json",
+        ])
+        .await;
+    docker(&["rmi", &image]);
+    assert_eq!(out.code(), 0, "{}\n{}", out.stderr, host.log());
+    assert!(
+        out.stderr.contains("host is pulling the image"),
+        "no pull progress shown: {}",
+        out.stderr
+    );
+    assert!(host.log().contains("image pull"), "{}", host.log());
+    let rented: Value = serde_json::from_str(&out.stdout).unwrap();
+    let lease_id = rented["lease_id"].as_str().unwrap().to_owned();
+    let (ssh_port, _, _) = parse_ssh_line(rented["ssh"].as_str().unwrap_or_default());
+    assert_eq!(ssh_ok(&key, ssh_port, "echo pulled").await, "pulled\n");
+
+    // Billing from ready: the pull (about 4 s at 250 kB/s) lies between `open` and `start`.
+    let open_tx: alloy::primitives::B256 = rented["open_tx"].as_str().unwrap().parse().unwrap();
+    let p = chain.provider(0);
+    let receipt = p.get_transaction_receipt(open_tx).await.unwrap().unwrap();
+    let block = p
+        .get_block_by_number(receipt.block_number.unwrap().into())
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = r.json(&["lease", &lease_id, "--json"]).await;
+    let started = lease["started_at"].as_u64().unwrap();
+    assert!(
+        started >= block.header.timestamp + 2,
+        "opened at {}, started at {started}: the pull was billed\n{lease}",
+        block.header.timestamp
+    );
+    stop_clean(&r, &host, &lease_id).await;
+}
