@@ -47,9 +47,10 @@
 mod front;
 mod recovery;
 pub mod withdraw;
+mod workloads;
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
@@ -75,9 +76,7 @@ use crate::chain::{ChainEvent, HostTx, TxError, Watcher, WatcherConfig, WatcherH
 use crate::config::Config;
 use crate::earnings::{Payout, PayoutError, PayoutRepo};
 use crate::lease::{Event, LeaseRecord, LeaseRepo, LeaseSpec, RepoError, State};
-use crate::runtime::{
-    AnyRuntime, Runtime, RuntimeError, RuntimeKind, WorkloadHandle, WorkloadStatus,
-};
+use crate::runtime::{AnyRuntime, Runtime, RuntimeError, RuntimeKind, WorkloadStatus};
 use crate::wallet::HostWallet;
 
 pub use withdraw::{Trigger, WithdrawReport};
@@ -525,59 +524,6 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         self.sweep_orphans().await;
     }
 
-    fn runtime_answered(&self, lease: B256) {
-        self.runtime_down
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&lease);
-    }
-
-    /// Seconds the runtime has been failing for `lease` as of `now`.
-    fn runtime_failing(&self, lease: B256, now: u64) -> u64 {
-        let mut down = self
-            .runtime_down
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        now.saturating_sub(*down.entry(lease).or_insert(now))
-    }
-
-    /// Stops workloads whose lease is over (or unknown), at most every [`SWEEP_EVERY`].
-    async fn sweep_orphans(&self) {
-        {
-            let mut last = self
-                .last_sweep
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = tokio::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) {
-                return;
-            }
-            *last = Some(now);
-        }
-        let Ok(managed) = self.runtime.list_managed().await else {
-            return;
-        };
-        for handle in managed {
-            let live = match self.repo.get(handle.lease).await {
-                Ok(Some(rec)) => !rec.state.is_terminal(),
-                Ok(None) => false,
-                Err(_) => true,
-            };
-            if live {
-                continue;
-            }
-            match self.runtime.stop(&handle).await {
-                Ok(()) => {
-                    tracing::info!(target: "lease", lease = %handle.lease, workload = %handle.id, "stopped the workload of an ended lease");
-                    let _ = self.repo.set_workload(handle.lease, None, unix_now()).await;
-                }
-                Err(e) => {
-                    tracing::debug!(target: "lease", lease = %handle.lease, error = %e, "sweep: cannot stop the workload yet");
-                }
-            }
-        }
-    }
-
     async fn drive_logged(&self, lease: B256) {
         if let Err(e) = self.drive(lease).await {
             tracing::warn!(target: "lease", %lease, error = %e, "lease step failed; retried on the next tick");
@@ -804,71 +750,6 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
         Ok(None)
     }
 
-    /// Launches the workload of an opened lease before `start` (unless a live one is there
-    /// from before a restart), within `budget`; the error says why it did not come up.
-    async fn prepare(&self, rec: &LeaseRecord, budget: Duration) -> Result<(), String> {
-        if let Some(w) = &rec.workload {
-            match self.runtime.status(w).await {
-                Ok(WorkloadStatus::Running) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        match tokio::time::timeout(budget, self.launch(rec)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "the workload was not ready within the {} s left of the accept timeout (image pull \
-                 or start too slow)",
-                budget.as_secs()
-            )),
-        }
-    }
-
-    /// Launches the workload and waits until its first port accepts connections.
-    async fn launch(&self, rec: &LeaseRecord) -> Result<(), EngineError> {
-        let id = rec.id;
-        // A workload from an interrupted launch is replaced, never doubled.
-        self.stop_workload(rec).await?;
-        let spec = runnable_spec(&rec.spec, self.kind);
-        let handle = self.runtime.launch(id, &spec).await?;
-        self.repo
-            .set_workload(id, Some(&handle), unix_now())
-            .await?;
-        self.wait_ready(&handle).await
-    }
-
-    /// Waits until the workload's first port accepts connections.
-    async fn wait_ready(&self, handle: &WorkloadHandle) -> Result<(), EngineError> {
-        let id = handle.lease;
-        let port = handle.ports.first().map_or(0, |p| p.host);
-        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        let deadline = tokio::time::Instant::now() + self.ready_timeout;
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                tracing::info!(target: "lease", lease = %id, port, "workload up");
-                return Ok(());
-            }
-            if let WorkloadStatus::Exited { code } = self.runtime.status(handle).await? {
-                return Err(EngineError::NotReady {
-                    lease: id,
-                    why: format!("exited with {code:?} before listening on port {port}"),
-                });
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(EngineError::NotReady {
-                    lease: id,
-                    why: format!(
-                        "did not listen on port {port} within {:?}",
-                        self.ready_timeout
-                    ),
-                });
-            }
-            // The workload gives no readiness signal but the open port: poll it.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// The escrow's accept timeout in seconds, read from the contract once.
     async fn accept_timeout(&self) -> Result<u64, EngineError> {
         self.accept_timeout
@@ -895,14 +776,6 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                 source,
             })?;
         Ok(block.map_or(0, |b| b.header.timestamp))
-    }
-
-    async fn stop_workload(&self, rec: &LeaseRecord) -> Result<(), EngineError> {
-        if let Some(w) = &rec.workload {
-            self.runtime.stop(w).await?;
-            self.repo.set_workload(rec.id, None, unix_now()).await?;
-        }
-        Ok(())
     }
 }
 
