@@ -20,28 +20,8 @@ use anyhow::{Context, anyhow, bail};
 use gpuflow_protocol::escrow::GpuFlowEscrow::{self, GpuFlowEscrowErrors, GpuFlowEscrowInstance};
 use gpuflow_protocol::escrow::MockStablecoin::{self, MockStablecoinInstance};
 
-/// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
-pub(crate) mod status {
-    /// Never opened.
-    pub(crate) const NONE: u8 = 0;
-    /// Opened, waiting for the host's `start`.
-    pub(crate) const PENDING: u8 = 1;
-    /// Started; billing runs.
-    pub(crate) const RUNNING: u8 = 2;
-    /// Closed; the money is paid out.
-    pub(crate) const CLOSED: u8 = 3;
-
-    /// The name `gpuflow leases` shows.
-    pub(crate) fn name(s: u8) -> &'static str {
-        match s {
-            NONE => "not opened",
-            PENDING => "pending",
-            RUNNING => "running",
-            CLOSED => "closed",
-            _ => "unknown",
-        }
-    }
-}
+/// Escrow `LeaseStatus` values, defined once in the protocol crate.
+pub(crate) use gpuflow_protocol::escrow::status;
 
 /// The name of a `LeaseClosed` reason, as the JSON of `stop` and `lease` shows it.
 pub(crate) fn reason_name(code: u8) -> &'static str {

@@ -104,11 +104,10 @@ pub const RUNTIME_GRACE_SECS: u64 = 20;
 /// How often workloads of no live lease are looked for and stopped (those the runtime could
 /// not stop when their lease ended, e.g. while the engine was away).
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
-/// Escrow `LeaseStatus` values (`IGpuFlowEscrow.sol`).
-const CHAIN_NONE: u8 = 0;
-const CHAIN_PENDING: u8 = 1;
-const CHAIN_RUNNING: u8 = 2;
-const CHAIN_CLOSED: u8 = 3;
+// The escrow's `LeaseStatus` values, named for the match arms below.
+use gpuflow_protocol::escrow::status::{
+    CLOSED as CHAIN_CLOSED, NONE as CHAIN_NONE, PENDING as CHAIN_PENDING, RUNNING as CHAIN_RUNNING,
+};
 
 /// States the timer looks at on every tick.
 const ACTIVE: [State; 6] = [

@@ -107,6 +107,30 @@ pub enum QuoteSignatureError {
     Unrecoverable,
 }
 
+/// The escrow's `LeaseStatus` values (`IGpuFlowEscrow.sol`), as `lease(id).status` returns
+/// them: one definition for node, CLI and tests.
+pub mod status {
+    /// Never opened.
+    pub const NONE: u8 = 0;
+    /// Opened, waiting for the host's `start`.
+    pub const PENDING: u8 = 1;
+    /// Started; billing runs.
+    pub const RUNNING: u8 = 2;
+    /// Closed; the money is paid out.
+    pub const CLOSED: u8 = 3;
+
+    /// The name people see (`gpuflow leases`).
+    pub fn name(s: u8) -> &'static str {
+        match s {
+            NONE => "not opened",
+            PENDING => "pending",
+            RUNNING => "running",
+            CLOSED => "closed",
+            _ => "unknown",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! the unit for the whole run. (A deposit that runs out without a top-up is
 //! `lease::host_closes_a_lease_whose_deposit_is_used_up_and_stops_the_workload`.)
 
+use gpuflow_protocol::escrow::status;
 use std::time::Duration;
 
 use alloy::primitives::U256;
@@ -30,7 +31,7 @@ async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_t
     let port = m.wait_running(&lease).await;
     let escrow = m.chain.escrow_as(RENTER);
     let started = escrow.lease(lease.id).call().await.unwrap();
-    assert_eq!(started.status, 2, "running on chain");
+    assert_eq!(started.status, status::RUNNING, "running on chain");
     let since = u64::try_from(started.since).unwrap();
 
     // The renter tops up before the first deposit runs out.
@@ -81,7 +82,8 @@ async fn top_up_extends_the_run_past_the_original_end_and_the_close_pays_it_to_t
     .expect("the wall clock did not pass the original end in time");
     let view = escrow.lease(lease.id).call().await.unwrap();
     assert_eq!(
-        view.status, 2,
+        view.status,
+        status::RUNNING,
         "still running on chain past the original end"
     );
 

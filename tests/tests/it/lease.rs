@@ -3,6 +3,7 @@
 //! workload, the renter's `close`, the workload stopped, and the payout checked to the unit.
 
 use alloy::primitives::U256;
+use gpuflow_protocol::escrow::status;
 use gpuflow_tests::chain::RENTER;
 use gpuflow_tests::host::assert_serves;
 use gpuflow_tests::market::Market;
@@ -17,7 +18,7 @@ async fn opened_lease_is_started_served_and_stopped_on_close_with_exact_payout()
     eprintln!("open -> reachable workload: {} ms", reachable.as_millis());
     let escrow = m.chain.escrow_as(RENTER);
     let started = escrow.lease(lease.id).call().await.unwrap();
-    assert_eq!(started.status, 2, "running on chain");
+    assert_eq!(started.status, status::RUNNING, "running on chain");
 
     // The renter closes; the host stops the workload.
     let closed = m.renter_close(&lease).await;
@@ -35,7 +36,7 @@ async fn host_closes_a_lease_whose_deposit_is_used_up_and_stops_the_workload() {
     m.wait_stopped(&lease, port).await;
     let escrow = m.chain.escrow_as(RENTER);
     let view = escrow.lease(lease.id).call().await.unwrap();
-    assert_eq!(view.status, 3, "closed on chain");
+    assert_eq!(view.status, status::CLOSED, "closed on chain");
     let closed = m.closed_depleted().await;
     m.check_payout(&lease, &closed).await;
 }

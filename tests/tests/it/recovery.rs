@@ -9,6 +9,7 @@
 //! crash is sent again only if the chain node no longer holds it (anvil's automine is switched
 //! off so the transaction waits in its pool while the node is killed).
 
+use gpuflow_protocol::escrow::status;
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
@@ -112,7 +113,7 @@ async fn host_back_after_the_accept_timeout_never_starts_and_the_renter_gets_eve
     // The host quotes, then dies; the renter opens while it is down.
     let (mut m, lease) = Market::rent_while_host_down(600).await;
     let opened = on_chain(&m, &lease).await;
-    assert_eq!(opened.status, 1, "pending on chain");
+    assert_eq!(opened.status, status::PENDING, "pending on chain");
 
     // The accept timeout passes on the chain's clock.
     let since = u64::try_from(opened.since).unwrap();
@@ -217,7 +218,8 @@ async fn killed_host_ends_a_lease_whose_workload_died_with_it_as_a_host_fault() 
     );
     let view = on_chain(&m, &lease).await;
     assert_eq!(
-        view.status, 2,
+        view.status,
+        status::RUNNING,
         "still running on chain when the node restarts"
     );
 
@@ -371,7 +373,11 @@ async fn lease_that_ran_out_while_the_host_was_down_is_settled_without_a_relaunc
         "port still open"
     );
     let view = on_chain(&m, &lease).await;
-    assert_eq!(view.status, 2, "still running on chain when the host died");
+    assert_eq!(
+        view.status,
+        status::RUNNING,
+        "still running on chain when the host died"
+    );
 
     // The deposit runs out on the wall clock (the node's clock for billing) while it is down.
     let end = u64::try_from(view.since).unwrap() + SECS;
