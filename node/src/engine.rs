@@ -582,8 +582,7 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                     // opening) and another renter's lease opened first. Closing refunds the
                     // renter at once (logged on chain as HostDeclined).
                     tracing::warn!(target: "lease", lease = %id, %why, "declining the lease");
-                    let m = self.tx.close(&rec.quote).await?;
-                    tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease declined on chain");
+                    self.decline(rec).await?;
                     return Ok(true);
                 }
                 let opened = u64::try_from(view.since).unwrap_or(u64::MAX);
@@ -603,8 +602,7 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
                     tracing::warn!(target: "lease", lease = %id, %why, "workload not ready; declining the lease (the renter is refunded in full)");
                     self.repo.set_error(id, Some(&why), now).await?;
                     let _ = self.stop_workload(rec).await;
-                    let m = self.tx.close(&rec.quote).await?;
-                    tracing::info!(target: "lease", lease = %id, tx = %m.tx_hash, "lease declined on chain");
+                    self.decline(rec).await?;
                     return Ok(true);
                 }
                 // Persisted before sending, so a crash cannot lead to a second `start`.

@@ -22,19 +22,11 @@ fn env(var: &str) -> String {
         .unwrap_or_else(|_| panic!("{var} is not set: run under scripts/with-docker.sh"))
 }
 
-/// Microseconds since midnight of a tracing line's leading RFC 3339 timestamp (the bench
-/// takes differences modulo a day).
-fn micros(line: &str) -> Option<i64> {
-    let ts = line.split_whitespace().next()?;
-    let (_, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    let us: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
-    Some(((h * 60 + min) * 60 + s) * 1_000_000 + us)
+/// Nanoseconds since the epoch of a node log line's leading RFC 3339 timestamp (the format
+/// Docker's log API uses too, read by the node's own parser).
+fn nanos(line: &str) -> Option<u64> {
+    gpuflow_node::runtime::logs::split_timestamp(line).map(|(t, _)| t)
 }
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -101,10 +93,10 @@ async fn main() {
         let at = |what: &str| {
             log.lines()
                 .find(|l| l.contains(&id) && l.contains(what))
-                .and_then(micros)
+                .and_then(nanos)
         };
         if let (Some(o), Some(s)) = (at("lease opened"), at("lease started on chain")) {
-            open_to_start.push((s - o).rem_euclid(DAY_MICROS) as f64 / 1000.0);
+            open_to_start.push(s.saturating_sub(o) as f64 / 1e6);
         }
         let stopped = r.run(&["stop", &id, "--json"]).await;
         assert_eq!(stopped.code(), 0, "{}", stopped.stderr);

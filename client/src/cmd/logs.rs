@@ -112,7 +112,7 @@ impl LogsArgs {
                 .write_all(chunk.text.as_bytes())
                 .and_then(|()| stdout.flush())
                 .map_err(|e| Failure::Runtime(anyhow!("writing to stdout: {e}")))?;
-            // A first request that found nothing still moves the cursor past "now".
+            // Never 0 (the host's answers continue where they ended; 0 would ask for the tail).
             cursor = chunk.cursor.max(1);
             if chunk.more {
                 continue;

@@ -11,7 +11,7 @@ use bollard::Docker;
 use gpuflow_node::config::{Config, ConfigArgs, DEVNET_CHAIN_ID, RuntimeKind};
 use gpuflow_node::gpu::GpuProbe;
 use gpuflow_node::gpu::nvml::NvmlProbe;
-use gpuflow_node::runtime::docker::socket_from_docker_host;
+use gpuflow_node::runtime::docker::{gpu_runtime_of, socket_from_docker_host};
 use gpuflow_node::runtime::ssh_tools;
 use gpuflow_node::wallet::PRIVATE_KEY_ENV;
 use serde::Serialize;
@@ -204,9 +204,8 @@ async fn nvidia_runtime(docker: &Docker, config: &Config) -> Check {
         Ok(i) => i,
         Err(e) => return check("nvidia runtime", Status::Fail, e.to_string()),
     };
+    let found = gpu_runtime_of(&info).is_some();
     let runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    let found = runtimes.iter().any(|r| r.contains("nvidia"))
-        || !info.cdi_spec_dirs.unwrap_or_default().is_empty();
     match (found, config.gpu_simulated) {
         (true, _) => check(
             "nvidia runtime",
@@ -368,11 +367,9 @@ fn wallet_address(config: &Config, env: Env<'_>) -> Option<Address> {
         return Some(a);
     }
     if let Some(k) = env(PRIVATE_KEY_ENV) {
-        return k
-            .trim()
-            .parse::<alloy::signers::local::PrivateKeySigner>()
+        return super::wallet::parse_key(&k, PRIVATE_KEY_ENV)
             .ok()
-            .map(|s| s.address());
+            .map(|w| w.address());
     }
     let path = config.keystore.keystore.as_ref()?;
     let text = std::fs::read_to_string(path).ok()?;

@@ -109,6 +109,13 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             ),
             None => false,
         };
+        // A live workload of a lease still open on chain is ours again (its SSH gate back).
+        if alive
+            && view.status != CHAIN_CLOSED
+            && let Some(w) = &rec.workload
+        {
+            self.runtime.adopt(w).await;
+        }
         let now = unix_now();
         match (rec.state, view.status) {
             (State::Running, CHAIN_RUNNING) if alive => {

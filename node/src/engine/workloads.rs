@@ -1,6 +1,6 @@
 //! The engine's work on workloads: getting one ready before `start` (billing from ready),
 //! launching and waiting for its port, stopping it, noticing a runtime that stopped answering,
-//! and sweeping up workloads of ended leases.
+//! sweeping up workloads of ended leases, and declining a lease whose workload cannot run.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -136,6 +136,14 @@ impl<P: Provider, R: Runtime> Engine<P, R> {
             self.runtime.stop(w).await?;
             self.repo.set_workload(rec.id, None, unix_now()).await?;
         }
+        Ok(())
+    }
+
+    /// Closes an opened lease before `start`: the renter gets the whole deposit back at once
+    /// (logged on chain as `HostDeclined`).
+    pub(super) async fn decline(&self, rec: &LeaseRecord) -> Result<(), EngineError> {
+        let m = self.tx.close(&rec.quote).await?;
+        tracing::info!(target: "lease", lease = %rec.id, tx = %m.tx_hash, "lease declined on chain");
         Ok(())
     }
 }

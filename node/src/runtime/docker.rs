@@ -161,7 +161,7 @@ impl DockerRuntime {
         &self.tools
     }
 
-    /// The engine's runtimes: whether one can give containers GPUs (`nvidia`), for the
+    /// How the engine can give containers GPUs (an `nvidia` runtime, or CDI), for the
     /// start-up check.
     pub async fn gpu_runtime(&self) -> Result<Option<String>, RuntimeError> {
         let info = self
@@ -169,13 +169,7 @@ impl DockerRuntime {
             .info()
             .await
             .map_err(docker_err("reading the engine's info".into()))?;
-        let runtimes = info.runtimes.unwrap_or_default();
-        let cdi = info.cdi_spec_dirs.unwrap_or_default();
-        Ok(runtimes
-            .keys()
-            .find(|r| r.contains("nvidia"))
-            .cloned()
-            .or_else(|| (!cdi.is_empty()).then(|| "cdi".to_owned())))
+        Ok(gpu_runtime_of(&info))
     }
 
     fn options(&self, lease: B256) -> BodyOptions {
@@ -320,14 +314,7 @@ impl DockerRuntime {
         {
             while output.next().await.is_some() {}
         }
-        for _ in 0..40 {
-            match self.docker.inspect_exec(&exec.id).await {
-                Ok(info) if info.running == Some(false) => return info.exit_code == Some(0),
-                Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-                Err(_) => return false,
-            }
-        }
-        false
+        ssh_gate::exec_exit_code(&self.docker, &exec.id).await == Some(0)
     }
 
     /// The container's exit code and last lines of output, for a launch that failed.
@@ -601,6 +588,20 @@ impl DockerRuntime {
     }
 }
 
+/// How an engine with `info` can give containers GPUs: the name of an NVIDIA runtime, or
+/// `cdi` when it has CDI spec directories; `None` when it cannot.
+pub fn gpu_runtime_of(info: &bollard::models::SystemInfo) -> Option<String> {
+    let runtimes = info.runtimes.as_ref();
+    runtimes
+        .and_then(|r| r.keys().find(|k| k.contains("nvidia")).cloned())
+        .or_else(|| {
+            info.cdi_spec_dirs
+                .as_ref()
+                .is_some_and(|d| !d.is_empty())
+                .then(|| "cdi".to_owned())
+        })
+}
+
 fn container_id(handle: &WorkloadHandle) -> Result<&str, RuntimeError> {
     if handle.kind != RuntimeKind::Docker {
         return Err(RuntimeError::WrongRuntime {
@@ -685,14 +686,14 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn list_managed(&self) -> Result<Vec<WorkloadHandle>, RuntimeError> {
-        let found = self.managed(None).await?;
-        for h in &found {
-            if let Some(ssh) = h.ports.iter().find(|p| p.workload == SSH_PORT) {
-                self.reopen_gate(h.lease, &h.id, ssh.host).await;
-            }
+    async fn adopt(&self, handle: &WorkloadHandle) {
+        if let Some(ssh) = handle.ports.iter().find(|p| p.workload == SSH_PORT) {
+            self.reopen_gate(handle.lease, &handle.id, ssh.host).await;
         }
-        Ok(found)
+    }
+
+    async fn list_managed(&self) -> Result<Vec<WorkloadHandle>, RuntimeError> {
+        self.managed(None).await
     }
 }
 

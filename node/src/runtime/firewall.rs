@@ -136,8 +136,12 @@ pub fn isolate(bridge: &str) -> Result<(), RuntimeError> {
 pub fn release(bridge: &str) {
     for rule in rules(bridge) {
         let args: Vec<String> = std::iter::once("-D".to_owned()).chain(rule).collect();
-        // A rule added twice is deleted twice.
-        while iptables(&args).is_ok() {}
+        // A rule added twice is deleted twice (bounded: a broken iptables cannot loop us).
+        for _ in 0..16 {
+            if iptables(&args).is_err() {
+                break;
+            }
+        }
     }
 }
 

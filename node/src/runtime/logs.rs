@@ -4,7 +4,10 @@
 //! - Docker: the engine's log API with timestamps; the cursor is the nanosecond timestamp just
 //!   after the last line sent (the engine's `since` is whole seconds; earlier lines of that
 //!   second are skipped here), so following never repeats or skips a line.
-//! - Process: the lease's `workload.log`; the cursor is a byte offset.
+//! - Process: the lease's `workload.log`; the cursor is the byte offset plus one.
+//!
+//! A cursor of 0 asks for the last `tail` lines; an answer's cursor is never 0, so a client
+//! that passes it back always continues where the answer ended.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use gpuflow_protocol::wire::LogChunk;
 
+use super::process::LOG_FILE;
 use super::{RuntimeError, WorkloadHandle, lease_label};
 
 /// Where a runtime's logs are read from. Cheap to clone.
@@ -38,7 +42,7 @@ impl LogReader {
         match self {
             LogReader::Docker(d) => docker_chunk(d, &handle.id, cursor, tail, max).await,
             LogReader::Process(dir) => {
-                let path = dir.join(lease_label(handle.lease)).join("workload.log");
+                let path = dir.join(lease_label(handle.lease)).join(LOG_FILE);
                 tokio::task::spawn_blocking(move || file_chunk(&path, cursor, tail, max))
                     .await
                     .map_err(|e| RuntimeError::Io {
@@ -104,7 +108,8 @@ async fn docker_chunk(
     }
     let mut stream = docker.logs(id, Some(options.build()));
     let mut text = String::new();
-    let mut next = cursor;
+    // Nothing yet: continue from the beginning (0 would mean "the tail" again).
+    let mut next = cursor.max(1);
     let mut more = false;
     while let Some(item) = stream.next().await {
         let item = item.map_err(|source| RuntimeError::Docker {
@@ -157,17 +162,18 @@ fn file_chunk(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LogChunk {
                 text: String::new(),
-                cursor,
+                cursor: cursor.max(1),
                 more: false,
             });
         }
         Err(e) => return Err(io(e)),
     };
     let len = f.metadata().map_err(io)?.len();
-    let start = if cursor == 0 && tail > 0 {
-        tail_offset(&mut f, len, tail).map_err(io)?
-    } else {
-        cursor.min(len)
+    let start = match cursor {
+        0 if tail > 0 => tail_offset(&mut f, len, tail).map_err(io)?,
+        0 => 0,
+        // Cursors are offsets plus one.
+        c => (c - 1).min(len),
     };
     f.seek(SeekFrom::Start(start)).map_err(io)?;
     let want = usize::try_from(len - start).unwrap_or(usize::MAX).min(max);
@@ -177,7 +183,7 @@ fn file_chunk(
     let read = u64::try_from(want).unwrap_or(u64::MAX);
     Ok(LogChunk {
         text,
-        cursor: start + read,
+        cursor: start + read + 1,
         more: start + read < len,
     })
 }
@@ -238,5 +244,15 @@ mod tests {
         assert_eq!(rest.text, "wo\nthree\n");
         let none = file_chunk(&dir.path().join("missing"), 7, 0, 100).unwrap();
         assert_eq!((none.text.as_str(), none.cursor), ("", 7));
+        // An empty log's answer continues from its first byte, never from "the tail" again.
+        let empty = dir.path().join("empty.log");
+        std::fs::write(&empty, "").unwrap();
+        let first = file_chunk(&empty, 0, 5, 100).unwrap();
+        assert_ne!(first.cursor, 0);
+        std::fs::write(&empty, "late\n").unwrap();
+        assert_eq!(
+            file_chunk(&empty, first.cursor, 5, 100).unwrap().text,
+            "late\n"
+        );
     }
 }

@@ -181,6 +181,13 @@ pub trait Runtime: Send + Sync {
         handle: &WorkloadHandle,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// Takes charge again of a workload found after a node restart (Docker: serves SSH for it
+    /// again on its port). Nothing to do by default.
+    fn adopt(&self, handle: &WorkloadHandle) -> impl Future<Output = ()> + Send {
+        let _ = handle;
+        async {}
+    }
+
     /// Every workload this runtime manages on this host (running, or ended but not removed),
     /// for re-adoption after a node restart. Each handle names its lease.
     fn list_managed(
@@ -275,6 +282,13 @@ impl Runtime for AnyRuntime {
         match self {
             AnyRuntime::Process(r) => r.stop(handle).await,
             AnyRuntime::Docker(r) => r.stop(handle).await,
+        }
+    }
+
+    async fn adopt(&self, handle: &WorkloadHandle) {
+        match self {
+            AnyRuntime::Process(r) => r.adopt(handle).await,
+            AnyRuntime::Docker(r) => r.adopt(handle).await,
         }
     }
 

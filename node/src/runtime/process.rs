@@ -98,7 +98,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// The handle file in each lease directory.
 const PID_FILE: &str = "pid.json";
 /// The log file in each lease directory.
-const LOG_FILE: &str = "workload.log";
+pub(super) const LOG_FILE: &str = "workload.log";
 
 impl ProcessRuntime {
     /// A runtime keeping its files under `config.data_dir/workloads`.

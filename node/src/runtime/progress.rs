@@ -81,7 +81,7 @@ impl PullTally {
             entry.1 = t;
         }
         if let Some(c) = as_u64(current) {
-            entry.0 = c.min(entry.1.max(c));
+            entry.0 = c;
         }
         self.sums()
     }

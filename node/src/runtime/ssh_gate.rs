@@ -536,7 +536,10 @@ async fn run_exec(
         }
     }
     if spec.stderr {
-        let code = exit_code(docker, &exec_id).await;
+        let code = exec_exit_code(docker, &exec_id)
+            .await
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(255);
         let _ = tx.exit_status(code).await;
     }
     let _ = tx.eof().await;
@@ -544,21 +547,17 @@ async fn run_exec(
     to_program.abort();
 }
 
-/// The exit code of a finished exec; the engine may take a moment to record it.
-async fn exit_code(docker: &Docker, exec_id: &str) -> u32 {
-    for _ in 0..20 {
+/// The exit code of a finished exec, waiting up to a second for the engine to record it;
+/// `None` when it does not say.
+pub(super) async fn exec_exit_code(docker: &Docker, exec_id: &str) -> Option<i64> {
+    for _ in 0..40 {
         match docker.inspect_exec(exec_id).await {
-            Ok(info) if info.running == Some(false) => {
-                return info
-                    .exit_code
-                    .and_then(|c| u32::try_from(c).ok())
-                    .unwrap_or(255);
-            }
+            Ok(info) if info.running == Some(false) => return info.exit_code,
             Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-            Err(_) => break,
+            Err(_) => return None,
         }
     }
-    255
+    None
 }
 
 #[cfg(test)]
